@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Idempotent setup for a fresh Debian machine: a virtual environment with kvscale and
+# its test tools, and Debian's prometheus/promtool unpacked under .tools (no service).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+want_test="${1:-}"
+if [ ! -x .venv/bin/python ]; then
+    python3 -m venv .venv
+fi
+.venv/bin/python -m pip install -q --disable-pip-version-check --upgrade pip >/dev/null 2>&1 || true
+if [ "$want_test" = "test" ]; then
+    .venv/bin/pip install -q --disable-pip-version-check -e '.[test]'
+else
+    .venv/bin/pip install -q --disable-pip-version-check -e .
+fi
+if [ "$want_test" = "test" ] && [ ! -x .tools/prometheus/usr/bin/promtool ]; then
+    tmp="$(mktemp -d)"
+    if ! (cd "$tmp" && apt-get download prometheus >/dev/null 2>&1); then
+        apt-get update -qq >/dev/null
+        (cd "$tmp" && apt-get download prometheus >/dev/null 2>&1)
+    fi
+    mkdir -p .tools/prometheus
+    dpkg-deb -x "$tmp"/prometheus_*.deb .tools/prometheus
+    rm -rf "$tmp"
+fi

@@ -1,0 +1,178 @@
+"""The exporter process: wire the collectors, run the collection cycle, serve HTTP.
+
+Collection runs on a fixed clock (the window needs regular observations) and each
+cycle renders the exposition once; ``/metrics`` serves those bytes, so a scrape
+costs no collection work and 20 concurrent scrapers cost what one does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+
+from exporter import __version__
+from exporter.collector import Collector, CycleContext, Series, health_series, run_collector
+from exporter.render import CONTENT_TYPE, SnapshotCollector, new_registry, render
+from exporter.settings import Settings
+from exporter.targets import StaticTargets, TargetError, TargetSource, parse_static
+from exporter.vllm_collector import VllmCollector
+from exporter.vllm_series import VllmPolicy
+
+log = logging.getLogger(__name__)
+
+
+class SetupError(Exception):
+    """The exporter cannot start with these settings; raised before the port is bound."""
+
+
+class Exporter:
+    """Collectors + the cycle + the rendered snapshot."""
+
+    def __init__(self, *, settings: Settings, vllm: VllmCollector, others: Sequence[Collector] = (),
+                 ready_check: Any = None) -> None:
+        self.settings = settings
+        self.vllm = vllm
+        self.others = tuple(others)
+        self._snapshot = SnapshotCollector()
+        self._registry = new_registry(self._snapshot)
+        self.body = b""
+        self.cycles = 0
+        self.last_cycle_at: float | None = None
+        self._ready_check = ready_check
+
+    async def run_cycle(self) -> list[Series]:
+        ctx = CycleContext(now=time.monotonic())
+        budget = self.settings.interval
+        runs = await asyncio.gather(*(run_collector(c, ctx, timeout=budget) for c in (*self.others, self.vllm)))
+        series = [s for run in runs for s in run.series]
+        series += self.vllm.derived(ctx)
+        series += health_series(runs)
+        series.append(Series("kvscale_exporter_build_info", {"version": __version__}, 1.0))
+        self._snapshot.update(series)
+        self.body = render(self._registry)
+        self.cycles += 1
+        self.last_cycle_at = time.monotonic()
+        return series
+
+    async def run_forever(self) -> None:
+        interval = self.settings.interval
+        next_at = time.monotonic()
+        while True:
+            await self.run_cycle()
+            next_at += interval
+            delay = next_at - time.monotonic()
+            if delay < 0:  # an overrun cycle skips slots instead of bunching up
+                log.warning("collection cycle overran the %.3gs interval", interval)
+                next_at = time.monotonic() + interval
+                delay = interval
+            await asyncio.sleep(delay)
+
+    def app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_get("/metrics", self._metrics)
+        app.router.add_get("/healthz", self._healthz)
+        app.router.add_get("/readyz", self._readyz)
+        app.router.add_get("/", self._index)
+        return app
+
+    async def _metrics(self, request: web.Request) -> web.Response:
+        if not self.cycles:
+            return web.Response(status=503, text="first collection still running\n")
+        return web.Response(body=self.body, headers={"Content-Type": CONTENT_TYPE})
+
+    async def _healthz(self, request: web.Request) -> web.Response:
+        stale = self.last_cycle_at is not None and time.monotonic() - self.last_cycle_at > 3 * self.settings.interval
+        if stale:
+            return web.Response(status=503, text="collection loop stalled\n")
+        return web.Response(text="ok\n")
+
+    async def _readyz(self, request: web.Request) -> web.Response:
+        if not self.cycles or (self._ready_check is not None and not self._ready_check()):
+            return web.Response(status=503, text="not ready\n")
+        return web.Response(text="ready\n")
+
+    async def _index(self, request: web.Request) -> web.Response:
+        return web.Response(text="kvscale-exporter: see /metrics, /healthz, /readyz\n")
+
+
+def target_source(settings: Settings, environ: dict[str, str]) -> tuple[TargetSource, Any]:
+    """Static targets, or the pod watcher; (source, readiness check or None)."""
+    if settings.vllm_target:
+        try:
+            return StaticTargets([parse_static(spec) for spec in settings.vllm_target]), None
+        except TargetError as exc:
+            raise SetupError(str(exc)) from exc
+    in_cluster = bool(environ.get("KUBERNETES_SERVICE_HOST"))
+    if settings.kubernetes == "off" or (settings.kubernetes == "auto" and not in_cluster):
+        log.warning("no --vllm-target and Kubernetes discovery is off: no vLLM engine will be scraped")
+        return StaticTargets([]), None
+    if not settings.node_name:
+        raise SetupError("Kubernetes discovery needs --node-name (or NODE_NAME from the downward API)")
+    from exporter.kube_targets import PodWatcher, core_v1_api
+
+    watcher = PodWatcher(api=core_v1_api(), node_name=settings.node_name, label_selector=settings.pod_selector,
+                         default_port=settings.pod_port, default_path=settings.pod_path)
+    watcher.start()
+    return watcher, watcher.ready.is_set
+
+
+def gpu_collectors(settings: Settings) -> list[Collector]:
+    if settings.nvml == "off":
+        return []
+    try:
+        from exporter.gpu import GpuSetupError, build_collector
+    except ImportError as exc:
+        if settings.nvml == "on":
+            raise SetupError(f"--nvml on: the GPU collector is unavailable: {exc}") from exc
+        return []
+    try:
+        collector = build_collector(mode=settings.nvml,  # type: ignore[arg-type]
+                                    node_name=settings.node_name, pod_resources_socket=settings.pod_resources_socket)
+    except GpuSetupError as exc:
+        raise SetupError(str(exc)) from exc
+    return [collector] if collector is not None else []
+
+
+async def serve(settings: Settings, *, started: asyncio.Event | None = None) -> None:
+    """Run the exporter until cancelled. Setup errors raise before the port is bound."""
+    source, ready_check = target_source(settings, dict(os.environ))
+    others = gpu_collectors(settings)
+    policy = VllmPolicy(window_seconds=settings.window, quantiles=tuple(settings.quantiles),
+                        thresholds=settings.thresholds, gpu_price_per_hour=settings.gpu_price_per_hour or None,
+                        default_gpus_per_pod=settings.gpus_per_pod)
+    connector = aiohttp.TCPConnector(limit=64, limit_per_host=2, force_close=False)
+    async with aiohttp.ClientSession(connector=connector, trust_env=False) as session:
+        vllm = VllmCollector(source=source, session=session, policy=policy,
+                             scrape_timeout=settings.scrape_timeout, max_body_bytes=settings.max_body_bytes)
+        exporter = Exporter(settings=settings, vllm=vllm, others=others, ready_check=ready_check)
+        runner = web.AppRunner(exporter.app(), access_log=None)
+        await runner.setup()
+        host, _, port = settings.listen.rpartition(":")
+        site = web.TCPSite(runner, host.strip("[]"), int(port))
+        try:
+            await site.start()
+        except OSError as exc:
+            await runner.cleanup()
+            raise SetupError(f"cannot listen on {settings.listen}: {exc}") from exc
+        log.info("kvscale-exporter %s listening on %s", __version__, settings.listen)
+        if started is not None:
+            started.set()
+        try:
+            await exporter.run_forever()
+        finally:
+            for collector in others:
+                close = getattr(collector, "close", None)
+                if close is not None:
+                    with contextlib.suppress(Exception):
+                        result = close()
+                        if asyncio.iscoroutine(result):
+                            await result
+            await runner.cleanup()

@@ -1,0 +1,84 @@
+"""Generate docs/metrics.md from the catalog and the thresholds (``python -m exporter.docs``).
+
+The committed file is checked against a fresh render by a test, so the reference
+never drifts from what the exporter emits.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from exporter.catalog import FAMILIES, QUANTILES, Subsystem
+from exporter.thresholds import describe
+
+DOC_PATH = Path(__file__).resolve().parent.parent / "docs" / "metrics.md"
+
+_SECTIONS: tuple[tuple[Subsystem, str, str], ...] = (
+    ("vllm", "vLLM, one series per pod",
+     "Labels `namespace`, `pod`, `model_name`. Data-parallel engines of a pod are folded: counts summed, "
+     "KV usage weighted by each engine's GPU blocks. Quantile families carry `quantile` "
+     f"({', '.join(str(q) for q in QUANTILES)} by default) and are computed over the sliding window "
+     "(default 60 s) from the increase of vLLM's histogram buckets, interpolated exactly as PromQL's "
+     "`histogram_quantile`; with no observation in the window the series is absent. A target that is "
+     "down has `kvscale_vllm_up 0` and no other series."),
+    ("gpu", "GPU",
+     "Labels `node`, `gpu`, `uuid`, `gpu_model`, plus `namespace`, `pod`, `container` when the GPU is "
+     "attributed to a pod through the kubelet (empty otherwise). See [gpu.md](gpu.md) for MIG and "
+     "time-slicing."),
+    ("exporter", "The exporter itself", "Health of the exporter's collectors and scrapes."),
+)
+
+_NOTES = """## How the derived values are computed
+
+- **KV-cache fragmentation** is an *estimate*: vLLM does not export live tokens. Per engine the
+  expected waste is `R·(B−1)/2` tokens (each of the R running requests leaves its last block
+  half full on average, B = block size) against `u·(N−1)·B` used slots (u = KV usage, N = the
+  engine's GPU blocks; vLLM's `num_gpu_blocks` is summed over data-parallel engines, so it is
+  divided by their count). Per pod: total waste over total used slots, capped at 1. Absent for
+  hybrid models (`kv_cache_size_tokens` ≠ N·B) and when no slot is used.
+- **Saturation** is how full a pod is against policy, 1.0 = at target:
+  `max(kv_usage / kv_target, waiting / queue_target, ttft_p95 / ttft_p95_slo_seconds)` over the
+  terms available.
+- **Cost per 1M tokens** = GPU price per hour × GPUs of the pod ÷ ((prompt + generation tokens per
+  second) × 3600) × 1e6. GPUs of the pod: those attributed to it through the kubelet, else its
+  `nvidia.com/gpu` request, else `--gpus-per-pod`. Absent without a price (`--gpu-price-per-hour`)
+  or when the pod processed no token in the window.
+- **Rates** are the increase over the window divided by its span; a counter that drops (a
+  restarted vLLM) restarts from zero for that series, as in PromQL, so rates are never negative.
+"""
+
+
+def render() -> str:
+    out = ["# kvscale metrics", "",
+           "Generated from `exporter/catalog.py` and `exporter/thresholds.py` by `python -m exporter.docs`; "
+           "do not edit by hand. Base units; ratios are 0–1.", ""]
+    for subsystem, title, intro in _SECTIONS:
+        out += [f"## {title}", "", intro, "", "| metric | type | unit | labels | meaning |", "|---|---|---|---|---|"]
+        for fam in FAMILIES:
+            if fam.subsystem == subsystem:
+                labels = ", ".join(f"`{label}`" for label in fam.labels)
+                out.append(f"| `{fam.name}` | {fam.type} | {fam.unit or '–'} | {labels} | {fam.help} |")
+        out.append("")
+    out.append(_NOTES)
+    out += ["## Thresholds", "",
+            "One definition feeds the alerts, the dashboards' threshold lines, the HPA targets and the "
+            "saturation ratio.", "", "| threshold | unit | default | why |", "|---|---|---|---|"]
+    out += [f"| `{name}` | {unit} | {default} | {doc} |" for name, unit, default, doc in describe()]
+    return "\n".join(out) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    text = render()
+    if args == ["--check"]:
+        if DOC_PATH.read_text(encoding="utf-8") != text:
+            print(f"{DOC_PATH} is stale: run python -m exporter.docs", file=sys.stderr)
+            return 1
+        return 0
+    DOC_PATH.write_text(text, encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,66 @@
+"""Fetch one target's /metrics: a deadline, a body cap, and typed failures.
+
+I/O only. Every way a scrape can fail maps to a :class:`ScrapeError` with a short,
+fixed ``reason`` (used as a metric label, so the set is closed) and a message for the log.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import aiohttp
+
+from exporter.exposition import Exposition, ExpositionError, parse_bytes
+from exporter.vllm_reading import SELECTION, PodReading, ReadingError, read
+
+# Ask for the text format: prometheus_client >= 0.23 rewrites 'vllm:' names when
+# OpenMetrics is negotiated (client_python #1177).
+ACCEPT = "text/plain;version=0.0.4;q=1,*/*;q=0.1"
+
+REASONS = ("timeout", "connect", "http_status", "body_too_large", "parse", "invalid")
+
+
+class ScrapeError(Exception):
+    """A scrape failed; ``reason`` is one of :data:`REASONS`."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(f"{reason}: {message}")
+        assert reason in REASONS
+        self.reason = reason
+
+
+async def fetch(session: aiohttp.ClientSession, url: str, *, timeout: float, max_bytes: int) -> bytes:
+    """GET ``url``; the body, or ScrapeError. Never reads more than ``max_bytes`` + 1."""
+    try:
+        async with asyncio.timeout(timeout):
+            async with session.get(url, headers={"Accept": ACCEPT}, allow_redirects=False) as resp:
+                if resp.status != 200:
+                    raise ScrapeError("http_status", f"{url} answered HTTP {resp.status}")
+                if resp.content_length is not None and resp.content_length > max_bytes:
+                    raise ScrapeError("body_too_large", f"{url} announced {resp.content_length} bytes "
+                                                        f"(limit {max_bytes})")
+                body = await resp.content.read(max_bytes + 1)
+                if len(body) > max_bytes:
+                    raise ScrapeError("body_too_large", f"{url} sent more than {max_bytes} bytes")
+                return body
+    except TimeoutError as exc:
+        raise ScrapeError("timeout", f"{url} did not answer within {timeout:.3g}s") from exc
+    except aiohttp.ClientPayloadError as exc:
+        raise ScrapeError("parse", f"{url} sent a broken body: {exc}") from exc
+    except (aiohttp.ClientError, OSError) as exc:
+        raise ScrapeError("connect", f"{url}: {exc}") from exc
+
+
+def decode(body: bytes) -> PodReading:
+    """Parse and normalize a body; ScrapeError('parse'|'invalid') on bad input."""
+    try:
+        exposition: Exposition = parse_bytes(body, only=SELECTION)
+    except ExpositionError as exc:
+        raise ScrapeError("parse", str(exc)) from exc
+    try:
+        reading = read(exposition)
+    except ReadingError as exc:
+        raise ScrapeError("invalid", str(exc)) from exc
+    if not reading.engines:
+        raise ScrapeError("invalid", "no vLLM series in the exposition (is this a vLLM /metrics?)")
+    return reading

@@ -1,0 +1,94 @@
+"""The vLLM collector: scrape every target concurrently, keep its window, derive per pod.
+
+``collect`` does the I/O (one task per target, each with its own deadline, so a slow
+or dead target never delays the others) and records each reading in the target's
+history. ``derived`` runs after every collector of the cycle finished (the GPU
+attribution fills ``ctx.pod_gpus`` for the cost) and projects the histories to series.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import aiohttp
+
+from exporter.collector import CycleContext, PodKey, Series
+from exporter.scrape import REASONS, ScrapeError, decode, fetch
+from exporter.targets import Target, TargetSource
+from exporter.vllm_reading import PodReading
+from exporter.vllm_series import VllmPolicy, pod_series
+from exporter.window import History
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TargetState:
+    target: Target
+    history: History
+    up: bool = False
+    models: tuple[str, ...] = ()
+    scrape_seconds: float = 0.0
+    errors: dict[str, int] = field(default_factory=lambda: dict.fromkeys(REASONS, 0))
+
+
+class VllmCollector:
+    name = "vllm"
+
+    def __init__(self, *, source: TargetSource, session: aiohttp.ClientSession, policy: VllmPolicy,
+                 scrape_timeout: float, max_body_bytes: int) -> None:
+        self._source = source
+        self._session = session
+        self._policy = policy
+        self._timeout = scrape_timeout
+        self._max_bytes = max_body_bytes
+        self._states: dict[PodKey, TargetState] = {}
+
+    async def collect(self, ctx: CycleContext) -> Sequence[Series]:
+        targets = {t.key: t for t in self._source.targets()}
+        for gone in set(self._states) - set(targets):
+            del self._states[gone]  # pod deleted: forget its history and error counts
+        for key, target in targets.items():
+            state = self._states.get(key)
+            if state is None or state.target != target:
+                self._states[key] = TargetState(target, History(self._policy.window_seconds))
+        await asyncio.gather(*(self._scrape(state, ctx.now) for state in self._states.values()))
+        out: list[Series] = []
+        for (namespace, pod), state in sorted(self._states.items()):
+            labels = {"namespace": namespace, "pod": pod}
+            out.append(Series("kvscale_exporter_target_scrape_duration_seconds", labels, state.scrape_seconds))
+            for reason, count in state.errors.items():
+                out.append(Series("kvscale_exporter_target_errors_total", {**labels, "reason": reason}, count))
+        return out
+
+    async def _scrape(self, state: TargetState, now: float) -> None:
+        started = time.perf_counter()
+        try:
+            body = await fetch(self._session, state.target.url, timeout=self._timeout, max_bytes=self._max_bytes)
+            reading: PodReading = decode(body)
+        except ScrapeError as exc:
+            state.up = False
+            state.errors[exc.reason] += 1
+            log.warning("scrape of %s/%s failed: %s", state.target.namespace, state.target.pod, exc)
+        else:
+            state.up = True
+            state.models = tuple(reading.models())
+            state.history.add(now, reading)
+        finally:
+            state.scrape_seconds = time.perf_counter() - started
+
+    def derived(self, ctx: CycleContext) -> list[Series]:
+        """Per-pod series from each target's window; a down target gives only ``up 0``."""
+        out: list[Series] = []
+        for key, state in sorted(self._states.items()):
+            gpus = ctx.pod_gpus.get(key) or state.target.gpus or self._policy.default_gpus_per_pod
+            out.extend(pod_series(state.target, up=state.up, models=state.models or ("",),
+                                  history=state.history, policy=self._policy, gpus=gpus))
+        return out
+
+    def __len__(self) -> int:
+        return len(self._states)

@@ -1,0 +1,183 @@
+"""Normalize one vLLM /metrics exposition across versions into per-engine readings.
+
+Pure. Handles the renames a version-tolerant scraper must (the new name wins when a
+version emits both), both ``vllm:`` and ``vllm_`` spellings, an optional ``engine``
+label (V0 had none), and ``cache_config_info`` read by label *name*: its label set
+changes with every CacheConfig change, so it is never used as an identity.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from exporter.exposition import Exposition, Labels, SampleList, selection
+
+# Canonical short name -> exposition family names, newest first.
+GAUGES: dict[str, tuple[str, ...]] = {
+    "running": ("num_requests_running",),
+    "waiting": ("num_requests_waiting",),
+    "kv_usage": ("kv_cache_usage_perc", "gpu_cache_usage_perc"),
+}
+COUNTERS: dict[str, tuple[str, ...]] = {
+    "prompt_tokens": ("prompt_tokens_total",),
+    "generation_tokens": ("generation_tokens_total",),
+    "preemptions": ("num_preemptions_total",),
+    "prefix_queries": ("prefix_cache_queries_total", "gpu_prefix_cache_queries_total"),
+    "prefix_hits": ("prefix_cache_hits_total", "gpu_prefix_cache_hits_total"),
+}
+HISTOGRAMS: dict[str, tuple[str, ...]] = {
+    "ttft": ("time_to_first_token_seconds",),
+    "itl": ("inter_token_latency_seconds", "time_per_output_token_seconds"),
+    "e2e": ("e2e_request_latency_seconds",),
+    "queue": ("request_queue_time_seconds",),
+}
+_PREFIXES = ("vllm:", "vllm_")
+
+def _sample_names() -> list[str]:
+    names = [n for group in (GAUGES, COUNTERS) for ns in group.values() for n in ns]
+    names += [n + "_bucket" for ns in HISTOGRAMS.values() for n in ns]
+    names.append("cache_config_info")
+    return [prefix + n for prefix in _PREFIXES for n in names]
+
+
+SELECTION = selection(_sample_names())
+"""Line prefixes of every sample this module reads (for ``parse(only=...)``)."""
+
+_GAUGE_TYPES = frozenset({"gauge", "untyped", "unknown"})
+_COUNTER_TYPES = frozenset({"counter", "untyped", "unknown"})
+
+
+class ReadingError(ValueError):
+    """The exposition parsed but is not a usable vLLM exposition (wrong type, bad value...)."""
+
+
+EngineKey = tuple[str, str]
+"""(model_name, engine); engine is "" for V0 expositions."""
+
+
+@dataclass(frozen=True)
+class Histogram:
+    """Cumulative buckets as (upper bound, count) sorted by bound, +Inf last."""
+
+    buckets: tuple[tuple[float, float], ...]
+
+
+@dataclass(frozen=True)
+class CacheConfig:
+    block_size: int | None
+    num_gpu_blocks_total: int | None
+    """Summed over data-parallel engines by vLLM's frontend."""
+    kv_cache_size_tokens: int | None
+    """Per engine, hybrid-model aware (0.33+)."""
+
+
+@dataclass
+class EngineReading:
+    gauges: dict[str, float] = field(default_factory=dict)
+    counters: dict[str, float] = field(default_factory=dict)
+    histograms: dict[str, Histogram] = field(default_factory=dict)
+
+
+@dataclass
+class PodReading:
+    """Everything kvscale uses from one target's exposition."""
+
+    engines: dict[EngineKey, EngineReading] = field(default_factory=dict)
+    cache: dict[str, CacheConfig] = field(default_factory=dict)
+    """By engine label ("" when absent)."""
+
+    def models(self) -> list[str]:
+        return sorted({model for model, _ in self.engines})
+
+
+def read(exposition: Exposition) -> PodReading:
+    """Project a parsed exposition onto the fields kvscale derives from."""
+    reading = PodReading()
+    for short, names in GAUGES.items():
+        found = _lookup(exposition, names, "", _GAUGE_TYPES)
+        for labels, value in found:
+            _finite(value, short)
+            _engine(reading, labels).gauges[short] = value
+    for short, names in COUNTERS.items():
+        found = _lookup(exposition, names, "", _COUNTER_TYPES)
+        for labels, value in found:
+            if not math.isfinite(value) or value < 0:
+                raise ReadingError(f"counter {short} has invalid value {value}")
+            _engine(reading, labels).counters[short] = value
+    for short, names in HISTOGRAMS.items():
+        _read_histogram(reading, exposition, short, names)
+    _read_cache_config(reading, exposition)
+    return reading
+
+
+def _lookup(exp: Exposition, names: tuple[str, ...], suffix: str, allowed: frozenset[str]) -> SampleList:
+    """Samples of the first (newest) family name present, either spelling; type-checked."""
+    for name in names:
+        for prefix in _PREFIXES:
+            family = prefix + name
+            samples = exp.samples.get(family + suffix)
+            if samples is None:
+                continue
+            declared = exp.types.get(family) or exp.types.get(family.removesuffix("_total"))
+            if declared is not None and declared not in allowed:
+                raise ReadingError(f"{family} declared as {declared}, expected {'/'.join(sorted(allowed))}")
+            return samples
+    return []
+
+
+def _engine(reading: PodReading, labels: Labels) -> EngineReading:
+    key = (labels.get("model_name", ""), labels.get("engine", ""))
+    engine = reading.engines.get(key)
+    if engine is None:
+        engine = reading.engines[key] = EngineReading()
+    return engine
+
+
+def _finite(value: float, what: str) -> None:
+    if not math.isfinite(value) or value < 0:
+        raise ReadingError(f"{what} has invalid value {value}")
+
+
+def _read_histogram(reading: PodReading, exp: Exposition, short: str, names: tuple[str, ...]) -> None:
+    samples = _lookup(exp, names, "_bucket", frozenset({"histogram", "untyped", "unknown"}))
+    per_engine: dict[EngineKey, list[tuple[float, float]]] = {}
+    for labels, value in samples:
+        le = labels.get("le")
+        if le is None:
+            raise ReadingError(f"{short}: bucket without le label")
+        try:
+            bound = float(le)
+        except ValueError:
+            raise ReadingError(f"{short}: bad le {le!r}") from None
+        if math.isnan(bound) or math.isnan(value) or value < 0 or math.isinf(value):
+            raise ReadingError(f"{short}: invalid bucket le={le} value={value}")
+        key = (labels.get("model_name", ""), labels.get("engine", ""))
+        per_engine.setdefault(key, []).append((bound, value))
+    for key, buckets in per_engine.items():
+        buckets.sort()
+        if buckets[-1][0] != math.inf:
+            raise ReadingError(f"{short}: histogram without a +Inf bucket")
+        model, engine = key
+        _engine(reading, {"model_name": model, "engine": engine}).histograms[short] = Histogram(tuple(buckets))
+
+
+def _int_label(labels: Labels, name: str) -> int | None:
+    raw = labels.get(name)
+    if raw is None or raw in ("None", ""):
+        return None
+    try:
+        value = int(float(raw))
+    except ValueError:
+        return None  # an unexpected spelling drops this field only, not the reading
+    return value if value > 0 else None
+
+
+def _read_cache_config(reading: PodReading, exp: Exposition) -> None:
+    for prefix in _PREFIXES:
+        for labels, _ in exp.samples.get(prefix + "cache_config_info", []):
+            reading.cache[labels.get("engine", "")] = CacheConfig(
+                block_size=_int_label(labels, "block_size"),
+                num_gpu_blocks_total=_int_label(labels, "num_gpu_blocks"),
+                kv_cache_size_tokens=_int_label(labels, "kv_cache_size_tokens"),
+            )

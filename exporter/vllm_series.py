@@ -1,0 +1,97 @@
+"""Project one target's window onto the ``kvscale_vllm_*`` series (pure).
+
+Absent beats invented: a quantity that cannot be known from the window (no
+observation, no token, no cache config) yields no series, and a target that is
+down yields ``up 0`` and nothing else.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from exporter import derive
+from exporter.collector import Series
+from exporter.targets import Target
+from exporter.thresholds import Thresholds
+from exporter.window import History, counter_increase, counter_rate, window_quantiles
+
+LATENCY_FAMILIES = {
+    "ttft": "kvscale_vllm_ttft_seconds",
+    "itl": "kvscale_vllm_inter_token_latency_seconds",
+    "e2e": "kvscale_vllm_e2e_latency_seconds",
+    "queue": "kvscale_vllm_queue_time_seconds",
+}
+RATE_FAMILIES = {
+    "prompt_tokens": "kvscale_vllm_prompt_tokens_per_second",
+    "generation_tokens": "kvscale_vllm_generation_tokens_per_second",
+    "preemptions": "kvscale_vllm_preemptions_per_second",
+}
+
+
+@dataclass(frozen=True)
+class VllmPolicy:
+    """What the derivations need from the settings."""
+
+    window_seconds: float
+    quantiles: tuple[float, ...]
+    thresholds: Thresholds
+    gpu_price_per_hour: float | None
+    default_gpus_per_pod: float
+
+
+def pod_series(target: Target, *, up: bool, models: tuple[str, ...], history: History,
+               policy: VllmPolicy, gpus: float) -> list[Series]:
+    out: list[Series] = []
+    for model in models:
+        labels = {"namespace": target.namespace, "pod": target.pod, "model_name": model}
+        out.append(Series("kvscale_vllm_up", labels, 1.0 if up else 0.0))
+        if up:
+            out.extend(_model_series(labels, model, history, policy, gpus))
+    return out
+
+
+def _model_series(labels: dict[str, str], model: str, history: History, policy: VllmPolicy,
+                  gpus: float) -> list[Series]:
+    out: list[Series] = []
+
+    def emit(family: str, value: float | None, **extra: str) -> None:
+        if value is not None:
+            out.append(Series(family, {**labels, **extra} if extra else labels, value))
+
+    latest = history.latest()
+    if latest is None:
+        return out
+    gauges = derive.fold(derive.engine_states(latest.reading, model))
+    emit("kvscale_vllm_requests_running", gauges.running)
+    emit("kvscale_vllm_requests_waiting", gauges.waiting)
+    emit("kvscale_vllm_kv_cache_usage_ratio", gauges.kv_usage)
+    emit("kvscale_vllm_kv_cache_capacity_tokens", gauges.capacity_tokens)
+    emit("kvscale_vllm_kv_cache_fragmentation_ratio", gauges.fragmentation)
+
+    span = history.span()
+    for short, family in LATENCY_FAMILIES.items():
+        for q, value in window_quantiles(span, model, short, policy.quantiles).items():
+            emit(family, value, quantile=_format_quantile(q))
+    rates = {short: counter_rate(span, model, short) for short in RATE_FAMILIES}
+    for short, family in RATE_FAMILIES.items():
+        emit(family, rates[short])
+    emit("kvscale_vllm_prefix_cache_hit_ratio", derive.hit_ratio(
+        counter_increase(span, model, "prefix_hits"), counter_increase(span, model, "prefix_queries")))
+
+    tokens = None
+    if rates["prompt_tokens"] is not None or rates["generation_tokens"] is not None:
+        tokens = (rates["prompt_tokens"] or 0.0) + (rates["generation_tokens"] or 0.0)
+    emit("kvscale_vllm_cost_per_million_tokens_dollars", derive.cost_per_million_tokens(
+        price_per_gpu_hour=policy.gpu_price_per_hour, gpus=gpus, tokens_per_second=tokens))
+
+    th = policy.thresholds
+    ttft_p95 = window_quantiles(span, model, "ttft", (0.95,)).get(0.95)
+    emit("kvscale_vllm_saturation_ratio", derive.saturation(
+        kv_usage=gauges.kv_usage, waiting=gauges.waiting, ttft_p95=ttft_p95,
+        kv_target=th.kv_target, queue_target=th.queue_target, ttft_slo=th.ttft_p95_slo_seconds))
+    return out
+
+
+def _format_quantile(q: float) -> str:
+    """'0.5', '0.95': the shortest spelling, as Prometheus summaries use."""
+    return repr(float(q))

@@ -1,0 +1,1 @@
+"""Simulated vLLM engines and the demo: kvscale working on any laptop."""
