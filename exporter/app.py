@@ -12,8 +12,7 @@ import contextlib
 import logging
 import os
 import time
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
 
 import aiohttp
 from aiohttp import web
@@ -37,7 +36,7 @@ class Exporter:
     """Collectors + the cycle + the rendered snapshot."""
 
     def __init__(self, *, settings: Settings, vllm: VllmCollector, others: Sequence[Collector] = (),
-                 ready_check: Any = None) -> None:
+                 ready_check: Callable[[], bool] | None = None, clock: Callable[[], float] = time.monotonic) -> None:
         self.settings = settings
         self.vllm = vllm
         self.others = tuple(others)
@@ -47,9 +46,10 @@ class Exporter:
         self.cycles = 0
         self.last_cycle_at: float | None = None
         self._ready_check = ready_check
+        self._clock = clock
 
     async def run_cycle(self) -> list[Series]:
-        ctx = CycleContext(now=time.monotonic())
+        ctx = CycleContext(now=self._clock())
         budget = self.settings.interval
         runs = await asyncio.gather(*(run_collector(c, ctx, timeout=budget) for c in (*self.others, self.vllm)))
         series = [s for run in runs for s in run.series]
@@ -103,7 +103,7 @@ class Exporter:
         return web.Response(text="kvscale-exporter: see /metrics, /healthz, /readyz\n")
 
 
-def target_source(settings: Settings, environ: dict[str, str]) -> tuple[TargetSource, Any]:
+def target_source(settings: Settings, environ: dict[str, str]) -> tuple[TargetSource, Callable[[], bool] | None]:
     """Static targets, or the pod watcher; (source, readiness check or None)."""
     if settings.vllm_target:
         try:

@@ -18,7 +18,7 @@ SampleList = list[tuple[Labels, float]]
 _NAME_RE = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*\Z")
 _LABEL_NAME_RE = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*\Z")
 # Common case: no backslash in the label block. Pairs are validated by length below.
-_PAIR_RE = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="([^"]*)"')
+_PAIR_RE = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)\s*=\s*"([^"]*)"')
 # A whole label block without escapes: pairs separated by commas, optional trailing comma.
 _BLOCK_RE = re.compile(r'\s*(?:[a-zA-Z_][a-zA-Z0-9_]*\s*=\s*"[^"]*"\s*(?:,\s*(?=[a-zA-Z_])|,?\s*$))*')
 _TYPES = frozenset({"counter", "gauge", "histogram", "summary", "untyped", "unknown", "info",

@@ -39,10 +39,13 @@ async def fetch(session: aiohttp.ClientSession, url: str, *, timeout: float, max
                 if resp.content_length is not None and resp.content_length > max_bytes:
                     raise ScrapeError("body_too_large", f"{url} announced {resp.content_length} bytes "
                                                         f"(limit {max_bytes})")
-                body = await resp.content.read(max_bytes + 1)
-                if len(body) > max_bytes:
-                    raise ScrapeError("body_too_large", f"{url} sent more than {max_bytes} bytes")
-                return body
+                chunks, size = [], 0
+                async for chunk in resp.content.iter_any():
+                    size += len(chunk)
+                    if size > max_bytes:
+                        raise ScrapeError("body_too_large", f"{url} sent more than {max_bytes} bytes")
+                    chunks.append(chunk)
+                return b"".join(chunks)
     except TimeoutError as exc:
         raise ScrapeError("timeout", f"{url} did not answer within {timeout:.3g}s") from exc
     except aiohttp.ClientPayloadError as exc:

@@ -55,6 +55,8 @@ class StaticTargets:
 def parse_static(spec: str) -> Target:
     """``[NAMESPACE/POD=]URL``; without a name the pod is the URL's host:port."""
     name, sep, url = spec.partition("=")
+    if sep and not name:
+        raise TargetError(f"--vllm-target {spec!r}: empty NAMESPACE/POD before '='")
     if not sep or "://" in name:
         name, url = "", spec
     parts = urlsplit(url)

@@ -109,3 +109,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="  log: %(levelname)s %(message)s")
     asyncio.run(run(args.duration, args.gpu_price_per_hour))
+
+
+if __name__ == "__main__":
+    main()

@@ -16,9 +16,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import re
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -42,10 +43,14 @@ class Line:
 class TargetState:
     lines: list[Line]
     growth: float
-    started: float = field(default_factory=time.monotonic)
+    clock: Callable[[], float] = time.monotonic
     overrides: dict[str, float] = field(default_factory=dict)
     fault: str | None = None
     slow_seconds: float = 5.0
+    started: float = 0.0
+
+    def __post_init__(self) -> None:
+        self.started = self.clock()
 
 
 def load_template(text: str) -> list[Line]:
@@ -105,7 +110,7 @@ def make_app(state: TargetState) -> web.Application:
             return web.Response(status=500, text="engine error\n")
         if fault == "slow":
             await asyncio.sleep(state.slow_seconds)
-        body = render(state, time.monotonic())
+        body = render(state, state.clock())
         if fault == "garbage":
             return web.Response(body=b"\xff\xfe\x00garbage{{{\n" * 64, content_type="text/plain")
         if fault == "truncated":
@@ -114,8 +119,9 @@ def make_app(state: TargetState) -> web.Application:
             resp = web.StreamResponse(headers={"Content-Type": "text/plain"})
             await resp.prepare(request)
             chunk = b"# padding " + b"x" * 65_000 + b"\n"
-            for _ in range(3200):  # ~200 MB if the reader never stops
-                await resp.write(chunk)
+            with contextlib.suppress(ConnectionError):  # the reader is expected to give up
+                for _ in range(3200):  # ~200 MB if the reader never stops
+                    await resp.write(chunk)
             return resp
         return web.Response(text=body, headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"})
 
@@ -130,7 +136,7 @@ def make_app(state: TargetState) -> web.Application:
                 return web.Response(status=400, text=f"fault must be one of {FAULTS}\n")
             state.fault = data["fault"]
         if "restart" in data:  # counters back to the fixture's values, like a restarted vLLM
-            state.started = time.monotonic()
+            state.started = state.clock()
         return web.json_response({"fault": state.fault, "overrides": state.overrides})
 
     app = web.Application()

@@ -1,0 +1,65 @@
+"""The HTTP surface: /metrics in text format 0.0.4 from the last cycle, /healthz, /readyz."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+import aiohttp
+from aiohttp.test_utils import TestClient, TestServer
+
+from exporter.app import Exporter, serve
+from exporter.settings import build
+from exporter.targets import StaticTargets
+from exporter.vllm_collector import VllmCollector
+from exporter.vllm_series import VllmPolicy
+from tests.conftest import free_port
+from tests.exporter.helpers import SINGLE, vllm_target
+
+
+async def test_serves_metrics_health_and_readiness_over_http() -> None:
+    async with vllm_target(SINGLE) as (url, _):
+        listen = f"127.0.0.1:{free_port()}"
+        settings = build([("test", {"listen": listen, "vllm_target": [f"ns/p={url}"], "interval": 0.5,
+                                    "window": 5, "scrape_timeout": 0.3, "nvml": "off"})])
+        started = asyncio.Event()
+        task = asyncio.create_task(serve(settings, started=started))
+        try:
+            await asyncio.wait_for(started.wait(), 10)
+            async with aiohttp.ClientSession() as session:
+                for _ in range(100):
+                    async with session.get(f"http://{listen}/readyz") as resp:
+                        if resp.status == 200:
+                            break
+                    await asyncio.sleep(0.1)
+                # Prometheus asks for OpenMetrics; the answer stays text 0.0.4 with colon-free names intact.
+                headers = {"Accept": "application/openmetrics-text;version=1.0.0,text/plain;q=0.5"}
+                async with session.get(f"http://{listen}/metrics", headers=headers) as resp:
+                    assert resp.status == 200
+                    assert resp.headers["Content-Type"] == "text/plain; version=0.0.4; charset=utf-8"
+                    body = await resp.text()
+                async with session.get(f"http://{listen}/healthz") as resp:
+                    assert resp.status == 200
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+    assert 'kvscale_vllm_up{model_name="tiny-llama",namespace="ns",pod="p"} 1.0' in body
+    assert 'kvscale_exporter_build_info{version="0.1.0"} 1.0' in body
+    assert "# EOF" not in body
+
+
+async def test_metrics_and_readyz_are_503_until_the_first_collection() -> None:
+    settings = build([("test", {"listen": "127.0.0.1:1", "nvml": "off"})])
+    policy = VllmPolicy(window_seconds=60, quantiles=(0.5,), thresholds=settings.thresholds,
+                        gpu_price_per_hour=None, default_gpus_per_pod=1)
+    async with aiohttp.ClientSession() as session:
+        vllm = VllmCollector(source=StaticTargets([]), session=session, policy=policy, scrape_timeout=1,
+                             max_body_bytes=1024)
+        exporter = Exporter(settings=settings, vllm=vllm)
+        async with TestClient(TestServer(exporter.app())) as client:
+            assert (await client.get("/metrics")).status == 503
+            assert (await client.get("/readyz")).status == 503
+            await exporter.run_cycle()
+            assert (await client.get("/metrics")).status == 200
+            assert (await client.get("/readyz")).status == 200
