@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import dataclasses
 import logging
 import os
+import signal
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -79,6 +81,18 @@ def _yaml_mapping(path: Path) -> dict[str, Any]:
     return data
 
 
+async def _serve_until_signalled(settings: Settings) -> None:
+    """Serve; SIGTERM (the kubelet stopping the pod) and SIGINT end it cleanly."""
+    from exporter.app import serve
+
+    task = asyncio.create_task(serve(settings))
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, task.cancel)
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     try:
         settings = load_settings(argv, os.environ)
@@ -87,10 +101,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     logging.basicConfig(level=settings.log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    from exporter.app import SetupError, serve
+    from exporter.app import SetupError
 
     try:
-        asyncio.run(serve(settings))
+        asyncio.run(_serve_until_signalled(settings))
     except SetupError as exc:
         print(f"kvscale-exporter: error: {exc}", file=sys.stderr)
         return 2

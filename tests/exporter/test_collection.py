@@ -155,3 +155,18 @@ async def test_pod_gpus_from_attribution_drive_the_cost() -> None:
 def test_golden_file_is_a_valid_exposition() -> None:
     text = GOLDEN.read_text().replace("<duration>", "0.001")
     assert parse(text).samples["kvscale_vllm_up"]
+
+
+async def test_a_slow_target_times_out_alone_without_delaying_the_others() -> None:
+    clock = ManualClock()
+    async with vllm_target(SINGLE, clock=clock) as (fast, _), vllm_target(SINGLE, clock=clock) as (slow, state), \
+            exporter_over([f"ns/fast={fast}", f"ns/slow={slow}"], clock, scrape_timeout=0.5) as exp:
+        state.fault, state.slow_seconds = "slow", 5.0
+        series = await exp.run_cycle()
+    assert values(series, "kvscale_vllm_up") == {"fast": 1.0, "slow": 0.0}
+    durations = values(series, "kvscale_exporter_target_scrape_duration_seconds")
+    # Scrapes run concurrently: the fast one finished long before the slow one hit its deadline.
+    assert durations["fast"] < 0.5 <= durations["slow"]
+    errors = {(s.labels["pod"], s.labels["reason"]): s.value for s in series
+              if s.family == "kvscale_exporter_target_errors_total"}
+    assert errors[("slow", "timeout")] == 1

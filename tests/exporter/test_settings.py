@@ -91,3 +91,27 @@ def test_discovery_without_a_node_name_is_refused() -> None:
     result = run_exporter("--kubernetes", "on", "--nvml", "off", "--listen", "127.0.0.1:0")
     assert result.returncode == 2
     assert "--node-name" in result.stderr
+
+
+def test_sigterm_stops_the_exporter_cleanly() -> None:
+    import signal
+    import time
+    import urllib.request
+
+    from tests.conftest import free_port
+
+    port = free_port()
+    proc = subprocess.Popen([PYTHON, "-m", "exporter", "--listen", f"127.0.0.1:{port}", "--nvml", "off",
+                             "--kubernetes", "off", "--interval", "1", "--scrape-timeout", "0.5"],
+                            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=1) as resp:
+                assert resp.status == 200
+                break
+        except OSError:
+            assert time.monotonic() < deadline, proc.stderr.read() if proc.stderr else ""
+            time.sleep(0.1)
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(15) == 0
