@@ -8,6 +8,7 @@ line raises :class:`ExpositionError` naming the line; nothing is guessed.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -21,6 +22,11 @@ _LABEL_NAME_RE = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*\Z")
 _PAIR_RE = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)\s*=\s*"([^"]*)"')
 # A whole label block without escapes: pairs separated by commas, optional trailing comma.
 _BLOCK_RE = re.compile(r'\s*(?:[a-zA-Z_][a-zA-Z0-9_]*\s*=\s*"[^"]*"\s*(?:,\s*(?=[a-zA-Z_])|,?\s*$))*')
+_LABEL = r'[a-zA-Z_][a-zA-Z0-9_]*\s*=\s*"[^"\\]*"\s*'
+_SAMPLE_RE = re.compile(
+    r"([a-zA-Z_:][a-zA-Z0-9_:]*)"
+    r"(?:\{\s*(" + _LABEL + r"(?:,\s*" + _LABEL + r")*,?\s*)?\})?"
+    r"[ \t]+([^ \t]+)(?:[ \t]+-?[0-9]+)?[ \t]*\Z")
 _TYPES = frozenset({"counter", "gauge", "histogram", "summary", "untyped", "unknown", "info",
                     "stateset", "gaugehistogram"})
 
@@ -97,8 +103,38 @@ def parse(text: str, *, only: Selection | None = None) -> Exposition:
         lines = [line for line in lines
                  if line.startswith(prefixes) and line.partition("{")[0].partition(" ")[0] in names]
     reader = _SampleReader(out)
+    # The common line (no escapes, no exemplar) is matched whole by one regex; anything
+    # else, including every malformed line, takes the general path, which names the fault.
+    match, pairs_of, seen, samples = _SAMPLE_RE.match, _PAIR_RE.findall, reader.seen, out.samples
     for line in lines:
-        reader.add(line, text)
+        m = match(line)
+        if m is None:
+            reader.add(line, text)
+            continue
+        name, block, raw = m.group(1, 2, 3)
+        if block:
+            pairs = pairs_of(block)
+            labels = dict(pairs)
+            if len(labels) != len(pairs):
+                reader.add(line, text)  # raises: repeated label name
+        else:
+            labels, block = {}, ""
+        try:
+            value = float(raw)
+        except ValueError:
+            value = math.nan
+            reader.add(line, text)  # raises: bad number
+        if "_" in raw:
+            reader.add(line, text)  # raises: float() accepts '1_0', the format does not
+        ident = (name, block)
+        if ident in seen:
+            reader.add(line, text)  # raises: duplicate series
+        seen.add(ident)
+        bucket = samples.get(name)
+        if bucket is None:
+            samples[name] = [(labels, value)]
+        else:
+            bucket.append((labels, value))
     return out
 
 
