@@ -1,0 +1,113 @@
+"""Alerts on the vLLM serving path: KV cache, latency, queue, preemptions, rejections, targets.
+
+Each alert is written against the exporter's kvscale_* families (names from the catalog)
+with its line taken from the thresholds object, so changing a threshold changes the rule.
+Descriptions name the pod and say what the value means for users, for the on-call reader.
+"""
+
+from __future__ import annotations
+
+from alerts.config import AlertsConfig
+from alerts.model import Alert, Group
+from alerts.promql import duration, kvscale, number
+from alerts.recording import ADMISSION_REJECTIONS
+from exporter.catalog import QUANTILES
+
+# Alert names; the runbook headings in docs/runbooks.md and the dashboards' links use them.
+KV_CACHE_NEARLY_FULL = "KvscaleKVCacheNearlyFull"
+KV_FRAGMENTATION_HIGH = "KvscaleKVFragmentationHigh"
+TTFT_OVER_SLO = "KvscaleTTFTOverSLO"
+QUEUE_BACKLOG_GROWING = "KvscaleQueueBacklogGrowing"
+PREEMPTIONS = "KvscalePreemptions"
+ADMISSION_REJECTIONS_ALERT = "KvscaleAdmissionRejections"
+VLLM_TARGET_DOWN = "KvscaleVLLMTargetDown"
+
+_POD = "{{ $labels.namespace }}/{{ $labels.pod }} ({{ $labels.model_name }})"
+_SLO_QUANTILE = 0.95
+if _SLO_QUANTILE not in QUANTILES:
+    raise ImportError(f"the TTFT SLO reads quantile {_SLO_QUANTILE}, which the exporter does not emit")
+
+
+def _percent(ratio: float) -> str:
+    return f"{ratio * 100:g}%"
+
+
+def _kv_cache(config: AlertsConfig) -> list[Alert]:
+    t, exp = config.thresholds, config.settings.exporter_selector
+    usage = kvscale("kvscale_vllm_kv_cache_usage_ratio", exp)
+    frag = kvscale("kvscale_vllm_kv_cache_fragmentation_ratio", exp)
+    return [
+        Alert(KV_CACHE_NEARLY_FULL, f"{usage} > {number(t.kv_cache_usage_alert)}",
+              t.kv_cache_usage_alert_for_seconds, "warning",
+              "vLLM KV cache is nearly full; requests will be preempted and TTFT will rise.",
+              f"The KV cache of {_POD} is {{{{ $value | humanizePercentage }}}} full, above "
+              f"{_percent(t.kv_cache_usage_alert)} for {duration(t.kv_cache_usage_alert_for_seconds)}. "
+              "New requests wait for blocks and running ones get preempted.",
+              usage),
+        Alert(KV_FRAGMENTATION_HIGH, f"{frag} > {number(t.kv_fragmentation_alert)}",
+              t.kv_fragmentation_alert_for_seconds, "info",
+              "vLLM KV cache fragmentation (estimated) is high; capacity is being wasted.",
+              f"An estimated {{{{ $value | humanizePercentage }}}} of the KV slots in use by {_POD} are "
+              f"allocated but unfilled (line {_percent(t.kv_fragmentation_alert)}). "
+              "The pod fills up and preempts earlier than its capacity suggests.",
+              frag),
+    ]
+
+
+def _latency_and_queue(config: AlertsConfig) -> list[Alert]:
+    t, s = config.thresholds, config.settings
+    ttft = kvscale("kvscale_vllm_ttft_seconds", s.exporter_selector, f'quantile="{number(_SLO_QUANTILE)}"')
+    waiting = kvscale("kvscale_vllm_requests_waiting", s.exporter_selector)
+    per_pod = f"avg by (namespace, model_name) ({waiting})"
+    growth = f"deriv(namespace_model:kvscale_vllm_requests_waiting:sum[{duration(s.rate_window_seconds)}])"
+    return [
+        Alert(TTFT_OVER_SLO, f"{ttft} > {number(t.ttft_p95_slo_seconds)}",
+              t.ttft_alert_for_seconds, "critical",
+              "vLLM time to first token p95 is over its SLO; users are waiting for responses.",
+              f"p95 time to first token of {_POD} is {{{{ $value | humanizeDuration }}}}, over the "
+              f"{number(t.ttft_p95_slo_seconds)}s SLO for {duration(t.ttft_alert_for_seconds)}.",
+              ttft),
+        Alert(QUEUE_BACKLOG_GROWING,
+              f"{per_pod} > {number(t.queue_target)}\nand on (namespace, model_name)\n{growth} > 0",
+              t.queue_backlog_alert_for_seconds, "warning",
+              "vLLM request queue is above target and still growing; scaling is not keeping up.",
+              "{{ $labels.namespace }}/{{ $labels.model_name }} has {{ $value | printf \"%.1f\" }} requests "
+              f"waiting per pod (target {number(t.queue_target)}) and the queue has kept growing for "
+              f"{duration(t.queue_backlog_alert_for_seconds)}.",
+              f"{per_pod}\nand on (namespace, model_name)\n{growth}"),
+    ]
+
+
+def _engine_health(config: AlertsConfig) -> list[Alert]:
+    t, s = config.thresholds, config.settings
+    preempt = kvscale("kvscale_vllm_preemptions_per_second", s.exporter_selector)
+    window = duration(s.rate_window_seconds)
+    rejections = f"namespace_pod_model_reason:vllm_{ADMISSION_REJECTIONS.removesuffix('_total')}:rate{window}"
+    up = kvscale("kvscale_vllm_up", s.exporter_selector)
+    return [
+        Alert(PREEMPTIONS, f"{preempt} > {number(t.preemptions_per_second_alert)}",
+              s.preemptions_alert_for_seconds, "warning",
+              "vLLM is preempting requests; KV cache pressure is wasting GPU time.",
+              f"{_POD} preempts {{{{ $value | printf \"%.2f\" }}}} requests per second (line "
+              f"{number(t.preemptions_per_second_alert)}/s) for {duration(s.preemptions_alert_for_seconds)}; "
+              "each preemption recomputes a request's KV cache.",
+              preempt),
+        Alert(ADMISSION_REJECTIONS_ALERT, f"{rejections} > {number(s.admission_rejections_per_second_alert)}",
+              s.admission_rejections_for_seconds, "warning",
+              "vLLM is rejecting requests at admission; clients are getting errors.",
+              f"{_POD} rejects {{{{ $value | printf \"%.2f\" }}}} requests per second because of "
+              "{{ $labels.reason }} (queue limit reached), for "
+              f"{duration(s.admission_rejections_for_seconds)}.",
+              rejections),
+        Alert(VLLM_TARGET_DOWN, f"{up} == 0", s.target_down_for_seconds, "warning",
+              "The exporter cannot read a vLLM pod's metrics; the pod is invisible to autoscaling.",
+              f"The exporter has not read /metrics of {_POD} for {duration(s.target_down_for_seconds)}: "
+              "the engine is down, hung or still loading. Its kvscale series are gone, so the HPA "
+              "treats the pod as missing.",
+              up),
+    ]
+
+
+def vllm_alerts(config: AlertsConfig) -> Group:
+    return Group("kvscale-vllm-alerts",
+                 tuple(_kv_cache(config) + _latency_and_queue(config) + _engine_health(config)))

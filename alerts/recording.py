@@ -1,0 +1,138 @@
+"""Recording rules: per-model and fleet aggregates, vLLM histogram quantiles, HPA joins.
+
+Names follow ``level:metric:operations`` (kubernetes-mixin): the level lists the labels
+kept, the operations say how the value was made. Dashboards and alerts read these.
+"""
+
+from __future__ import annotations
+
+from alerts.config import AlertsConfig
+from alerts.model import Group, Recording
+from alerts.promql import duration, kvscale, matchers, number, vllm
+from exporter.catalog import QUANTILES
+from exporter.vllm_reading import COUNTERS, HISTOGRAMS
+
+# vLLM counter the exporter does not read; rejections are alerted on from Prometheus' scrape of vLLM.
+ADMISSION_REJECTIONS = "admission_rejections_total"
+
+_MODEL = "namespace, model_name"
+_POD = "namespace, pod, model_name"
+
+# Families summed / averaged per model and over the fleet (the fleet overview reads them).
+_SUMMED = ("kvscale_vllm_requests_waiting", "kvscale_vllm_requests_running",
+           "kvscale_vllm_prompt_tokens_per_second", "kvscale_vllm_generation_tokens_per_second",
+           "kvscale_vllm_up")
+_AVERAGED = ("kvscale_vllm_kv_cache_usage_ratio", "kvscale_vllm_saturation_ratio")
+
+
+def _base(name: str) -> str:
+    """vLLM counter name without ``_total``, as recording rules name their rate."""
+    return name.removesuffix("_total")
+
+
+def aggregates(config: AlertsConfig) -> Group:
+    """Per-model and fleet aggregates of the exporter's kvscale_* series."""
+    exp = config.settings.exporter_selector
+    rules: list[Recording] = []
+    for name in _SUMMED:
+        rules.append(Recording(f"namespace_model:{name}:sum", f"sum by ({_MODEL}) ({kvscale(name, exp)})"))
+        rules.append(Recording(f"cluster:{name}:sum", f"sum({kvscale(name, exp)})"))
+    for name in _AVERAGED:
+        rules.append(Recording(f"namespace_model:{name}:avg", f"avg by ({_MODEL}) ({kvscale(name, exp)})"))
+        rules.append(Recording(f"namespace_model:{name}:max", f"max by ({_MODEL}) ({kvscale(name, exp)})"))
+    # Worst pod's quantile: per-pod quantiles cannot be merged exactly; the histogram rules can.
+    rules.append(Recording("namespace_model_quantile:kvscale_vllm_ttft_seconds:max",
+                           f"max by ({_MODEL}, quantile) ({kvscale('kvscale_vllm_ttft_seconds', exp)})"))
+    # Token-weighted cost: cost_i * tokens_i is each pod's spend rate, so the ratio is the model's cost.
+    cost = kvscale("kvscale_vllm_cost_per_million_tokens_dollars", exp)
+    tokens = (f"({kvscale('kvscale_vllm_prompt_tokens_per_second', exp)}"
+              f" + {kvscale('kvscale_vllm_generation_tokens_per_second', exp)})")
+    rules.append(Recording(
+        "namespace_model:kvscale_vllm_cost_per_million_tokens_dollars:token_weighted",
+        f"sum by ({_MODEL}) ({cost} * {tokens})\n/\nsum by ({_MODEL}) ({tokens} and {cost})"))
+    used = kvscale("kvscale_gpu_memory_used_bytes", exp)
+    total = kvscale("kvscale_gpu_memory_total_bytes", exp)
+    rules.append(Recording("node_gpu:kvscale_gpu_memory_usage:ratio", f"{used} / {total}"))
+    rules.append(Recording("node:kvscale_gpu_utilization_ratio:avg",
+                           f"avg by (node) ({kvscale('kvscale_gpu_utilization_ratio', exp)})"))
+    return Group("kvscale-aggregates", tuple(rules))
+
+
+def _histogram_rules(short: str, config: AlertsConfig) -> list[Recording]:
+    name = HISTOGRAMS[short][0]  # newest spelling only: older aliases would double count
+    window = duration(config.settings.rate_window_seconds)
+    sel = config.settings.vllm_selector
+    pod_rate = f"namespace_pod_model:vllm_{name}_bucket:rate{window}"
+    model_rate = f"namespace_model:vllm_{name}_bucket:rate{window}"
+    rules = [
+        # vLLM labels each data-parallel engine: sum the engines away, keep le.
+        Recording(pod_rate, f"sum by ({_POD}, le) (rate({vllm(name + '_bucket', sel)}[{window}]))"),
+        Recording(model_rate, f"sum by ({_MODEL}, le) ({pod_rate})"),
+    ]
+    for level, source in (("namespace_pod_model", pod_rate), ("namespace_model", model_rate)):
+        for q in QUANTILES:
+            rules.append(Recording(f"{level}:vllm_{name}:histogram_quantile",
+                                   f"histogram_quantile({number(q)}, {source})",
+                                   (("quantile", number(q)),)))
+    return rules
+
+
+def vllm_histograms(config: AlertsConfig) -> Group:
+    """Prometheus-mode series from vLLM's own metrics: TTFT/ITL quantiles, token and event rates."""
+    window = duration(config.settings.rate_window_seconds)
+    sel = config.settings.vllm_selector
+    rules = _histogram_rules("ttft", config) + _histogram_rules("itl", config)
+    for short in ("prompt_tokens", "generation_tokens", "preemptions"):
+        name = COUNTERS[short][0]
+        rules.append(Recording(f"namespace_pod_model:vllm_{_base(name)}:rate{window}",
+                               f"sum by ({_POD}) (rate({vllm(name, sel)}[{window}]))"))
+    rules.append(Recording(
+        f"namespace_pod_model_reason:vllm_{_base(ADMISSION_REJECTIONS)}:rate{window}",
+        f"sum by ({_POD}, reason) (rate({vllm(ADMISSION_REJECTIONS, sel)}[{window}]))"))
+    return Group("kvscale-vllm-histograms", tuple(rules))
+
+
+POD_WORKLOAD = "namespace_workload_pod:kube_pod_owner:relabel"
+WORKLOAD_SATURATION = "namespace_workload:kvscale_vllm_saturation_ratio:avg"
+HPA_SATURATION = "namespace_hpa:kvscale_vllm_saturation_ratio:avg"
+
+
+def _owner(metric: str, kind: str, ksm: str) -> str:
+    kind_matcher = f'owner_kind="{kind}"'
+    return f"{metric}{{{matchers(ksm, kind_matcher)}}}"
+
+
+def workloads(config: AlertsConfig) -> Group:
+    """Pod -> Deployment/StatefulSet -> HPA, so HPA alerts can read their pods' saturation."""
+    ksm = config.settings.kube_state_metrics_selector
+    exp = config.settings.exporter_selector
+    deployment_pods = (
+        f"max by (namespace, workload, pod) (\n"
+        f"  label_replace(\n"
+        f"    label_replace({_owner('kube_pod_owner', 'ReplicaSet', ksm)}, "
+        f"\"replicaset\", \"$1\", \"owner_name\", \"(.*)\")\n"
+        f"    * on (namespace, replicaset) group_left (owner_name)\n"
+        f"    topk by (namespace, replicaset) (1, max by (namespace, replicaset, owner_name) (\n"
+        f"      {_owner('kube_replicaset_owner', 'Deployment', ksm)})),\n"
+        f"    \"workload\", \"$1\", \"owner_name\", \"(.*)\"))")
+    statefulset_pods = (
+        f"max by (namespace, workload, pod) (\n"
+        f"  label_replace({_owner('kube_pod_owner', 'StatefulSet', ksm)}, "
+        f"\"workload\", \"$1\", \"owner_name\", \"(.*)\"))")
+    saturation = kvscale("kvscale_vllm_saturation_ratio", exp)
+    hpa_info = f"kube_horizontalpodautoscaler_info{{{matchers(ksm)}}}"
+    return Group("kvscale-workloads", (
+        Recording(POD_WORKLOAD, deployment_pods, (("workload_type", "deployment"),)),
+        Recording(POD_WORKLOAD, statefulset_pods, (("workload_type", "statefulset"),)),
+        Recording(WORKLOAD_SATURATION,
+                  f"avg by (namespace, workload) (\n  {saturation}\n"
+                  f"  * on (namespace, pod) group_left (workload) {POD_WORKLOAD})"),
+        Recording(HPA_SATURATION,
+                  f"max by (namespace, horizontalpodautoscaler) (\n"
+                  f"  label_replace({hpa_info}, \"workload\", \"$1\", \"scaletargetref_name\", \"(.*)\")\n"
+                  f"  * on (namespace, workload) group_left () {WORKLOAD_SATURATION})"),
+    ))
+
+
+def recording_groups(config: AlertsConfig) -> tuple[Group, ...]:
+    return aggregates(config), vllm_histograms(config), workloads(config)

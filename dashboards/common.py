@@ -1,0 +1,154 @@
+"""What every kvscale dashboard shares: datasource, variables, selectors, links.
+
+Selectors are written once here and interpolated into every query (the
+kubernetes-mixin ``_config`` idea), so a panel never spells a label matcher itself.
+Metric names come from the exporter's catalog; the raw vLLM and kube-state-metrics
+names that the catalog does not own are defined here, once.
+"""
+
+from __future__ import annotations
+
+from grafana_foundation_sdk.builders import dashboard as db
+from grafana_foundation_sdk.models import dashboard as model
+
+from exporter.catalog import Family, family
+from exporter.vllm_reading import HISTOGRAMS
+
+DATASOURCE = model.DataSourceRef(type_val="prometheus", uid="${datasource}")
+TAG = "kvscale"
+
+# Runbooks live in the repository's docs; the alerts' runbook_url points at the same file.
+RUNBOOK_URL = "https://github.com/kvscale/kvscale/blob/main/docs/runbooks.md"
+
+# Matchers interpolated between {} in queries. Regex matchers so "All" (.*) works.
+VLLM = 'namespace=~"$namespace", model_name=~"$model", pod=~"$pod"'
+POD = 'namespace=~"$namespace", pod=~"$pod"'
+NAMESPACE = 'namespace=~"$namespace"'
+GPU = 'node=~"$node"'
+KSM = 'job="kube-state-metrics", namespace=~"$namespace"'
+
+# vLLM's own histogram (Prometheus scrapes vLLM directly), spelled as the exporter reads it.
+VLLM_TTFT_BUCKET = f"vllm:{HISTOGRAMS['ttft'][0]}_bucket"
+VLLM_ADMISSION_REJECTIONS = "vllm:admission_rejections_total"
+
+# kube-state-metrics families the autoscaling views read.
+KSM_HPA_CURRENT = "kube_horizontalpodautoscaler_status_current_replicas"
+KSM_HPA_DESIRED = "kube_horizontalpodautoscaler_status_desired_replicas"
+KSM_HPA_MIN = "kube_horizontalpodautoscaler_spec_min_replicas"
+KSM_HPA_MAX = "kube_horizontalpodautoscaler_spec_max_replicas"
+KSM_HPA_SPEC_TARGET = "kube_horizontalpodautoscaler_spec_target_metric"
+KSM_HPA_STATUS_TARGET = "kube_horizontalpodautoscaler_status_target_metric"
+KSM_HPA_CONDITION = "kube_horizontalpodautoscaler_status_condition"
+KSM_DEPLOY_SPEC = "kube_deployment_spec_replicas"
+KSM_DEPLOY_AVAILABLE = "kube_deployment_status_replicas_available"
+
+
+# Alert names the panels link runbooks for (alerts/ defines the rules; a test holds the two together).
+ALERT_KV_FULL = "KvscaleKVCacheNearlyFull"
+ALERT_KV_FRAGMENTED = "KvscaleKVFragmentationHigh"
+ALERT_TTFT = "KvscaleTTFTOverSLO"
+ALERT_QUEUE = "KvscaleQueueBacklogGrowing"
+ALERT_PREEMPTIONS = "KvscalePreemptions"
+ALERT_REJECTIONS = "KvscaleAdmissionRejections"
+ALERT_TARGET_DOWN = "KvscaleVLLMTargetDown"
+ALERT_EXPORTER_ABSENT = "KvscaleExporterAbsent"
+ALERT_EXPORTER_DOWN = "KvscaleExporterDown"
+ALERT_COLLECTOR_FAILING = "KvscaleExporterCollectorFailing"
+ALERT_GPU_LOST = "KvscaleGPULost"
+ALERT_GPU_XID = "KvscaleGPUXidErrors"
+ALERT_GPU_MEMORY = "KvscaleGPUMemoryNearFull"
+ALERT_HPA_MAXED = "KvscaleHPAMaxedOutSaturated"
+ALERT_HPA_METRICS = "KvscaleHPAMetricsUnavailable"
+ALERT_ADAPTER_ABSENT = "KvscaleAdapterAbsent"
+
+
+def metric(name: str) -> Family:
+    """The catalog family; an unknown name fails the build, not a dashboard at 3 a.m."""
+    return family(name)
+
+
+def _query_variable(name: str, label: str, query: str) -> db.QueryVariable:
+    return (
+        db.QueryVariable(name)
+        .label(label)
+        .datasource(DATASOURCE)
+        .query(query)
+        .refresh(model.VariableRefresh.ON_TIME_RANGE_CHANGED)
+        .sort(model.VariableSort.ALPHABETICAL_ASC)
+        .multi(True)
+        .include_all(True)
+        .all_value(".*")
+        .current(model.VariableOption(selected=True, text="All", value="$__all"))
+    )
+
+
+def variables(*, with_node: bool = False) -> list[db.DatasourceVariable | db.QueryVariable]:
+    """datasource, namespace, model and pod (and node for GPU views), each narrowing the next."""
+    up = metric("kvscale_vllm_up").name
+    found: list[db.DatasourceVariable | db.QueryVariable] = [
+        db.DatasourceVariable("datasource").label("Data source").type("prometheus"),
+        _query_variable("namespace", "Namespace", f"label_values({up}, namespace)"),
+        _query_variable("model", "Model", f'label_values({up}{{namespace=~"$namespace"}}, model_name)'),
+        _query_variable("pod", "Pod",
+                        f'label_values({up}{{namespace=~"$namespace", model_name=~"$model"}}, pod)'),
+    ]
+    if with_node:
+        gpu_up = metric("kvscale_gpu_up").name
+        found.append(_query_variable("node", "Node", f"label_values({gpu_up}, node)"))
+    return found
+
+
+def runbook_url(alert: str) -> str:
+    """Anchor of an alert's runbook section (the alerts engineer's headings are the alert names)."""
+    return f"{RUNBOOK_URL}#{alert.lower()}"
+
+
+def runbook_link(alert: str) -> db.DashboardLink:
+    return (
+        db.DashboardLink(f"Runbook: {alert}")
+        .type(model.DashboardLinkType.LINK)
+        .url(runbook_url(alert))
+        .target_blank(True)
+    )
+
+
+def engine_drilldown() -> db.DashboardLink:
+    """A data link from a per-pod series to that pod on the engine dashboard, same time range."""
+    return (
+        db.DashboardLink("Open ${__field.labels.pod} in vLLM engine detail")
+        .url("/d/kvscale-engine?var-namespace=${__field.labels.namespace}&var-pod=${__field.labels.pod}"
+             "&${__url_time_range}&${datasource:queryparam}")
+    )
+
+
+def dashboard_links() -> list[db.DashboardLink]:
+    """A dropdown to the other kvscale dashboards (keeping time and variables) and the runbooks."""
+    return [
+        db.DashboardLink("kvscale dashboards")
+        .type(model.DashboardLinkType.DASHBOARDS)
+        .tags([TAG])
+        .as_dropdown(True)
+        .include_vars(True)
+        .keep_time(True),
+        db.DashboardLink("Runbooks")
+        .type(model.DashboardLinkType.LINK)
+        .url(RUNBOOK_URL)
+        .icon("doc")
+        .target_blank(True),
+    ]
+
+
+def new_dashboard(uid: str, title: str, description: str, *, with_node: bool = False) -> db.Dashboard:
+    """A dashboard with the shared defaults: tags, time range, refresh, crosshair, links, variables."""
+    return (
+        db.Dashboard(title)
+        .uid(uid)
+        .description(description)
+        .tags([TAG])
+        .timezone("utc")
+        .time("now-1h", "now")
+        .refresh("30s")
+        .tooltip(model.DashboardCursorSync.CROSSHAIR)
+        .links(list(dashboard_links()))
+        .variables(list(variables(with_node=with_node)))
+    )

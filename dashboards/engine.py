@@ -1,0 +1,139 @@
+"""vLLM engine detail: one pod's batch, KV cache, latency, waste and the exporter reading it.
+
+Reached from the fleet view with the pod variable set. Each section answers one
+question: is the pod read at all, is it full, is it slow, is it wasting GPU time.
+"""
+
+from __future__ import annotations
+
+from grafana_foundation_sdk.builders import dashboard as db
+
+from dashboards import common as c
+from dashboards.panels import WARN, Line, PanelBuilder, Query, layout, timeseries_panel
+from exporter.catalog import Family
+from exporter.thresholds import Thresholds
+
+UID = "kvscale-engine"
+
+UP = c.metric("kvscale_vllm_up")
+RUNNING = c.metric("kvscale_vllm_requests_running")
+WAITING = c.metric("kvscale_vllm_requests_waiting")
+KV = c.metric("kvscale_vllm_kv_cache_usage_ratio")
+CAPACITY = c.metric("kvscale_vllm_kv_cache_capacity_tokens")
+FRAGMENTATION = c.metric("kvscale_vllm_kv_cache_fragmentation_ratio")
+PREFIX = c.metric("kvscale_vllm_prefix_cache_hit_ratio")
+TTFT = c.metric("kvscale_vllm_ttft_seconds")
+ITL = c.metric("kvscale_vllm_inter_token_latency_seconds")
+E2E = c.metric("kvscale_vllm_e2e_latency_seconds")
+QUEUE_TIME = c.metric("kvscale_vllm_queue_time_seconds")
+PROMPT = c.metric("kvscale_vllm_prompt_tokens_per_second")
+GENERATION = c.metric("kvscale_vllm_generation_tokens_per_second")
+PREEMPTIONS = c.metric("kvscale_vllm_preemptions_per_second")
+SCRAPE = c.metric("kvscale_exporter_target_scrape_duration_seconds")
+COLLECTOR_OK = c.metric("kvscale_exporter_collector_success")
+COLLECTOR_TIME = c.metric("kvscale_exporter_collector_duration_seconds")
+
+SHOWN_QUANTILES = ("0.5", "0.95", "0.99")
+
+
+def _quantiles(fam: Family, title: str, lines: list[Line], runbooks: list[str], span: int = 12) -> PanelBuilder:
+    shown = "|".join(SHOWN_QUANTILES)
+    return timeseries_panel(
+        title, [Query(f'{fam.name}{{{c.VLLM}, quantile=~"{shown}"}}', "{{pod}} q{{quantile}}")],
+        unit="s", lines=lines, runbooks=runbooks, span=span, description=fam.help)
+
+
+def _health(t: Thresholds) -> list[PanelBuilder]:
+    return [
+        timeseries_panel(
+            "vLLM target up", [Query(f"{UP.name}{{{c.VLLM}}}", "{{pod}}")], unit="short", max_val=1, span=8,
+            runbooks=[c.ALERT_TARGET_DOWN],
+            description="0 = the exporter could not scrape or read the pod's /metrics; its other series then "
+                        "disappear rather than freeze. " + UP.help),
+        timeseries_panel(
+            "Exporter scrape of the pod", [Query(f"{SCRAPE.name}{{{c.POD}}}", "{{pod}}")], unit="s", span=8,
+            runbooks=[c.ALERT_EXPORTER_DOWN, c.ALERT_EXPORTER_ABSENT], description=SCRAPE.help),
+        timeseries_panel(
+            "Exporter collectors", [Query(f"min by (collector) ({COLLECTOR_OK.name})", "{{collector}} ok"),
+                                    Query(f"max by (collector) ({COLLECTOR_TIME.name})", "{{collector}} seconds")],
+            unit="short", span=8, runbooks=[c.ALERT_COLLECTOR_FAILING],
+            description=COLLECTOR_OK.help + " " + COLLECTOR_TIME.help),
+    ]
+
+
+def _batch(t: Thresholds) -> list[PanelBuilder]:
+    return [
+        timeseries_panel(
+            "Running and waiting requests",
+            [Query(f"{RUNNING.name}{{{c.VLLM}}}", "{{pod}} running"),
+             Query(f"{WAITING.name}{{{c.VLLM}}}", "{{pod}} waiting")],
+            unit="short", lines=[Line(t.queue_target, WARN)], runbooks=[c.ALERT_QUEUE],
+            description=f"Dashed line: queue target per pod ({t.queue_target:g}). Waiting grows while running is "
+                        "flat: the batch is limited by KV cache or max_num_seqs. " + WAITING.help),
+        timeseries_panel(
+            "Admission rejections per second",
+            [Query(f"sum by (pod) (rate({c.VLLM_ADMISSION_REJECTIONS}{{{c.VLLM}}}[$__rate_interval]))", "{{pod}}")],
+            unit="reqps", runbooks=[c.ALERT_REJECTIONS],
+            description="Requests vLLM refused at admission (from vLLM's own counter, scraped by Prometheus). "
+                        "Any steady rate means clients see errors: scale out or raise the queue limit."),
+    ]
+
+
+def _kv(t: Thresholds) -> list[PanelBuilder]:
+    return [
+        timeseries_panel(
+            "KV cache usage", [Query(f"{KV.name}{{{c.VLLM}}}", "{{pod}}")], unit="percentunit", max_val=1,
+            lines=[Line(t.kv_target, WARN), Line(t.kv_cache_usage_alert)], runbooks=[c.ALERT_KV_FULL], span=6,
+            description=KV.help),
+        timeseries_panel(
+            "KV fragmentation (estimate)", [Query(f"{FRAGMENTATION.name}{{{c.VLLM}}}", "{{pod}}")],
+            unit="percentunit", lines=[Line(t.kv_fragmentation_alert)], runbooks=[c.ALERT_KV_FRAGMENTED], span=6,
+            description=FRAGMENTATION.help),
+        timeseries_panel(
+            "KV cache capacity", [Query(f"{CAPACITY.name}{{{c.VLLM}}}", "{{pod}}")], unit="short", span=6,
+            description=CAPACITY.help + " Drops after a restart mean less GPU memory was free at start-up."),
+        timeseries_panel(
+            "Prefix cache hit ratio", [Query(f"{PREFIX.name}{{{c.VLLM}}}", "{{pod}}")], unit="percentunit",
+            max_val=1, span=6, description=PREFIX.help),
+    ]
+
+
+def _latency(t: Thresholds) -> list[PanelBuilder]:
+    ttft_vllm = (f"histogram_quantile(0.95, sum by (le, pod) (rate({c.VLLM_TTFT_BUCKET}{{{c.VLLM}}}"
+                 "[$__rate_interval])))")
+    return [
+        _quantiles(TTFT, "Time to first token", [Line(t.ttft_p95_slo_seconds)], [c.ALERT_TTFT]),
+        timeseries_panel(
+            "TTFT p95: exporter vs Prometheus",
+            [Query(f'{TTFT.name}{{{c.VLLM}, quantile="0.95"}}', "{{pod}} exporter"),
+             Query(ttft_vllm, "{{pod}} histogram_quantile")],
+            unit="s", lines=[Line(t.ttft_p95_slo_seconds)], runbooks=[c.ALERT_TTFT],
+            description="The exporter's windowed p95 next to histogram_quantile over vLLM's buckets; they should "
+                        "agree within the window difference. A gap means the exporter reads a stale target."),
+        _quantiles(ITL, "Inter-token latency", [], [], span=8),
+        _quantiles(E2E, "End-to-end latency", [], [], span=8),
+        _quantiles(QUEUE_TIME, "Queue time", [], [c.ALERT_QUEUE], span=8),
+    ]
+
+
+def _throughput(t: Thresholds) -> list[PanelBuilder]:
+    return [
+        timeseries_panel(
+            "Tokens per second",
+            [Query(f"{PROMPT.name}{{{c.VLLM}}}", "{{pod}} prompt"),
+             Query(f"{GENERATION.name}{{{c.VLLM}}}", "{{pod}} generation")],
+            unit="short", description=PROMPT.help + " " + GENERATION.help),
+        timeseries_panel(
+            "Preemptions per second", [Query(f"{PREEMPTIONS.name}{{{c.VLLM}}}", "{{pod}}")], unit="short",
+            lines=[Line(t.preemptions_per_second_alert)], runbooks=[c.ALERT_PREEMPTIONS],
+            description="Each preemption throws away a request's KV and recomputes it. " + PREEMPTIONS.help),
+    ]
+
+
+def build(thresholds: Thresholds) -> db.Dashboard:
+    dash = c.new_dashboard(UID, "kvscale / vLLM engine",
+                           "One vLLM pod in detail: batch, KV cache, latency quantiles, waste, and its exporter.")
+    sections = (("Health", _health), ("Batch and queue", _batch), ("KV cache", _kv), ("Latency", _latency),
+                ("Throughput and waste", _throughput))
+    dash = layout(dash, [(title, panels(thresholds)) for title, panels in sections])
+    return dash

@@ -1,0 +1,109 @@
+"""GPU node: the hardware under the pods, and which pod holds which GPU.
+
+GPU utilization is shown but labelled a weak signal (it reads ~100% at any batch size);
+memory, power, temperature and XID errors are what tell a sick GPU from a busy one.
+"""
+
+from __future__ import annotations
+
+from grafana_foundation_sdk.builders import dashboard as db
+
+from dashboards import common as c
+from dashboards.panels import (
+    BAD,
+    OK,
+    WARN,
+    Line,
+    PanelBuilder,
+    Query,
+    layout,
+    stat_panel,
+    table_panel,
+    timeseries_panel,
+)
+from exporter.thresholds import Thresholds
+
+UID = "kvscale-gpu"
+
+UP = c.metric("kvscale_gpu_up")
+UTIL = c.metric("kvscale_gpu_utilization_ratio")
+MEM_USED = c.metric("kvscale_gpu_memory_used_bytes")
+MEM_TOTAL = c.metric("kvscale_gpu_memory_total_bytes")
+POWER = c.metric("kvscale_gpu_power_watts")
+TEMP = c.metric("kvscale_gpu_temperature_celsius")
+CLOCK = c.metric("kvscale_gpu_sm_clock_hertz")
+XID = c.metric("kvscale_gpu_xid_errors_total")
+
+GPU_LEGEND = "{{node}} gpu{{gpu}} {{pod}}"
+MEM_RATIO = f"{MEM_USED.name}{{{c.GPU}}} / {MEM_TOTAL.name}{{{c.GPU}}}"
+XID_INCREASE = f"sum by (node, gpu, xid) (increase({XID.name}{{{c.GPU}}}[$__rate_interval]))"
+
+
+def _glance(t: Thresholds) -> list[PanelBuilder]:
+    return [
+        stat_panel("GPUs up", Query(f"sum({UP.name}{{{c.GPU}}})"), unit="short", base=BAD, lines=[Line(1, OK)],
+                   span=6, description=UP.help, runbooks=[c.ALERT_GPU_LOST]),
+        stat_panel("GPUs not answering", Query(f"count({UP.name}{{{c.GPU}}} == 0) or vector(0)"), unit="short",
+                   lines=[Line(1, BAD)], span=6, runbooks=[c.ALERT_GPU_LOST],
+                   description="GPUs NVML raised on in the last collection: fallen off the bus, driver hung, or "
+                               "reset. Pods on them stall; cordon the node."),
+        stat_panel("Fullest GPU memory", Query(f"max({MEM_RATIO})"), unit="percentunit",
+                   lines=[Line(t.gpu_memory_usage_alert, BAD)], span=6, runbooks=[c.ALERT_GPU_MEMORY],
+                   description="vLLM preallocates its gpu_memory_utilization share at start-up; growth past "
+                               f"{t.gpu_memory_usage_alert:.0%} risks out-of-memory in CUDA graphs or a second "
+                               "process on the GPU."),
+        stat_panel("XID errors in range", Query(f"sum(increase({XID.name}{{{c.GPU}}}[$__range])) or vector(0)"),
+                   unit="short", lines=[Line(1, BAD)], span=6, runbooks=[c.ALERT_GPU_XID],
+                   description=XID.help + " Any XID in the range deserves a look at the node's kernel log."),
+    ]
+
+
+def _load(t: Thresholds) -> list[PanelBuilder]:
+    return [
+        timeseries_panel(
+            "GPU utilization (weak signal)", [Query(f"{UTIL.name}{{{c.GPU}}}", GPU_LEGEND)], unit="percentunit",
+            max_val=1, lines=[Line(t.gpu_utilization_target, WARN)],
+            description=UTIL.help + " Scale on queue, KV cache and TTFT instead."),
+        timeseries_panel(
+            "GPU memory used / total", [Query(MEM_RATIO, GPU_LEGEND)], unit="percentunit", max_val=1,
+            lines=[Line(t.gpu_memory_usage_alert)], runbooks=[c.ALERT_GPU_MEMORY],
+            description=MEM_USED.help + " over " + MEM_TOTAL.help),
+        timeseries_panel(
+            "GPU memory by pod", [Query(f'sum by (namespace, pod) ({MEM_USED.name}{{{c.GPU}, {c.POD}, pod!=""}})',
+                                        "{{namespace}}/{{pod}}")],
+            unit="bytes", stacked=True,
+            description="Framebuffer memory of the GPUs attributed to each pod (kubelet pod-resources)."),
+        timeseries_panel(
+            "SM clock", [Query(f"{CLOCK.name}{{{c.GPU}}}", GPU_LEGEND)], unit="hertz",
+            description=CLOCK.help + " A drop at steady load is thermal or power throttling."),
+    ]
+
+
+def _health(t: Thresholds) -> list[PanelBuilder]:
+    return [
+        timeseries_panel("Power", [Query(f"{POWER.name}{{{c.GPU}}}", GPU_LEGEND)], unit="watt", span=8,
+                         description=POWER.help),
+        timeseries_panel("Temperature", [Query(f"{TEMP.name}{{{c.GPU}}}", GPU_LEGEND)], unit="celsius", span=8,
+                         description=TEMP.help + " Datacenter GPUs throttle in the mid 80s."),
+        timeseries_panel("XID errors", [Query(XID_INCREASE, "{{node}} gpu{{gpu}} xid {{xid}}")], unit="short",
+                         span=8, runbooks=[c.ALERT_GPU_XID],
+                         description=XID.help + " 79 (fallen off the bus) and 48/63/64 (ECC) need the node drained."),
+    ]
+
+
+def _attribution() -> list[PanelBuilder]:
+    return [
+        table_panel(
+            "Which pod holds which GPU",
+            Query(f"max by (node, gpu, uuid, gpu_model, namespace, pod, container) ({UP.name}{{{c.GPU}}})"),
+            hidden=("Time",),
+            description="From the kubelet pod-resources API. An empty pod means the GPU is idle or its "
+                        "attribution failed (labels are dropped, samples kept). Value is gpu_up."),
+    ]
+
+
+def build(thresholds: Thresholds) -> db.Dashboard:
+    dash = c.new_dashboard(UID, "kvscale / GPU nodes",
+                           "GPU health and load per node, and which pod holds which GPU.", with_node=True)
+    return layout(dash, [("At a glance", _glance(thresholds)), ("Load and memory", _load(thresholds)),
+                         ("Power, heat and errors", _health(thresholds)), ("Pod attribution", _attribution())])

@@ -1,0 +1,126 @@
+"""Rendering: rule files, the PrometheusRule object against its CRD schema, the committed build."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import jsonschema  # type: ignore[import-untyped]
+import pytest
+import yaml
+
+from alerts import render as render_module
+from alerts.config import AlertsConfig
+from alerts.model import Alert, Group, Recording
+from alerts.render import (
+    PROMETHEUS_RULE_FILE,
+    RenderError,
+    all_alerts,
+    build_groups,
+    prometheus_rule,
+    render_files,
+    write_files,
+)
+from tests.conftest import REPO
+
+# The CRD schemas live in the shared checkout beside (or inside) the repository.
+_SCHEMA_NAME = Path("shared") / "schemas" / "monitoring.coreos.com_v1_prometheusrule.json"
+COMMITTED = REPO / "alerts" / "rules"
+GROUPS = build_groups(AlertsConfig())
+
+
+def _rule_schema(schema: dict[str, Any]) -> dict[str, Any]:
+    rule: dict[str, Any] = schema["properties"]["spec"]["properties"]["groups"]["items"]["properties"]["rules"]["items"]
+    return rule
+
+
+@pytest.fixture(scope="module")
+def schema() -> dict[str, Any]:
+    for base in (REPO.parent, REPO):
+        if (base / _SCHEMA_NAME).exists():
+            loaded: dict[str, Any] = json.loads((base / _SCHEMA_NAME).read_text())
+            return loaded
+    pytest.fail(f"{_SCHEMA_NAME} not found beside or inside {REPO}")
+
+
+def test_prometheus_rule_validates_against_the_crd_schema(schema: dict[str, Any]) -> None:
+    doc = yaml.safe_load(render_files(GROUPS)[PROMETHEUS_RULE_FILE])
+    errors = [f"{e.json_path}: {e.message}" for e in jsonschema.Draft7Validator(schema).iter_errors(doc)]
+    assert not errors
+    # The CRD schema allows unknown keys (the API server prunes them): hold every key to the known set.
+    known = set(_rule_schema(schema)["properties"])
+    unknown = {key for g in doc["spec"]["groups"] for r in g["rules"] for key in r if key not in known}
+    assert not unknown
+
+
+def test_prometheus_rule_schema_rejects_a_broken_object(schema: dict[str, Any]) -> None:
+    doc = prometheus_rule(GROUPS)
+    doc["spec"]["groups"][0]["rules"][0].pop("expr")
+    assert list(jsonschema.Draft7Validator(schema).iter_errors(doc))
+
+
+def test_rule_files_hold_one_group_each_and_match_the_object() -> None:
+    files = render_files(GROUPS)
+    obj = yaml.safe_load(files.pop(PROMETHEUS_RULE_FILE))
+    from_files = [yaml.safe_load(text)["groups"] for text in files.values()]
+    assert all(len(groups) == 1 for groups in from_files)
+    assert sorted((g[0] for g in from_files), key=lambda g: g["name"]) == sorted(
+        obj["spec"]["groups"], key=lambda g: g["name"])
+
+
+def test_every_alert_carries_severity_for_summary_description_runbook() -> None:
+    for group in yaml.safe_load(render_files(GROUPS)[PROMETHEUS_RULE_FILE])["spec"]["groups"]:
+        for rule in group["rules"]:
+            if "alert" not in rule:
+                continue
+            assert rule["labels"]["severity"] in {"critical", "warning", "info"}
+            assert "for" in rule
+            assert set(rule["annotations"]) == {"summary", "description", "runbook_url"}
+            assert "{{" not in rule["annotations"]["summary"]
+            assert "{{" in rule["annotations"]["description"]
+
+
+def test_committed_build_is_the_fresh_default_build() -> None:
+    fresh = render_files(GROUPS)
+    committed = {p.name: p.read_text(encoding="utf-8") for p in COMMITTED.iterdir() if p.is_file()}
+    assert set(committed) == set(fresh), "run: kvscale-alerts build alerts/rules"
+    stale = sorted(name for name in fresh if committed[name] != fresh[name])
+    assert not stale, f"stale files {stale}; run: kvscale-alerts build alerts/rules"
+
+
+def test_multiline_queries_render_as_literal_blocks() -> None:
+    text = render_files(GROUPS)["kvscale-hpa-alerts.rules.yml"]
+    assert "expr: |-\n" in text
+    assert yaml.safe_load(text)["groups"][0]["rules"][0]["expr"].count("\n") == 2
+
+
+def test_write_files_removes_stale_rule_files_only(tmp_path: Path) -> None:
+    (tmp_path / "old-group.rules.yml").write_text("groups: []\n")
+    (tmp_path / "README.md").write_text("keep me\n")
+    write_files({"a.rules.yml": "groups: []\n"}, tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["README.md", "a.rules.yml"]
+
+
+def test_write_files_into_a_file_path_is_a_render_error(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    with pytest.raises(RenderError, match="cannot write rules"):
+        write_files({"a.rules.yml": ""}, blocker)
+
+
+@pytest.mark.parametrize(("rule", "message"), [
+    (lambda: Recording("no_colons", "up"), "level:metric:operations"),
+    (lambda: Alert("A", "up == 0", 60, "warning", "templated {{ $labels.pod }}", "d", "up"), "summary is static"),
+])
+def test_model_rejects_bad_rules(rule: Any, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        rule()
+
+
+def test_build_rejects_duplicate_names(monkeypatch: pytest.MonkeyPatch) -> None:
+    alert = all_alerts(GROUPS)[0]
+    twice = (Group("x", (alert,)), Group("y", (alert,)))
+    monkeypatch.setattr(render_module, "recording_groups", lambda config: twice)
+    with pytest.raises(ValueError, match="duplicate alert names"):
+        build_groups(AlertsConfig())
