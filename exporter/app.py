@@ -135,7 +135,8 @@ def gpu_collectors(settings: Settings) -> list[Collector]:
         return []
     try:
         collector = build_collector(mode=settings.nvml,  # type: ignore[arg-type]
-                                    node_name=settings.node_name, pod_resources_socket=settings.pod_resources_socket)
+                                    node_name=settings.node_name, pod_resources_socket=settings.pod_resources_socket,
+                                    library_path=settings.nvml_library or None)
     except GpuSetupError as exc:
         raise SetupError(str(exc)) from exc
     return [collector] if collector is not None else []

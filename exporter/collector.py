@@ -37,11 +37,12 @@ class CycleContext:
     """What one collection cycle shares between collectors.
 
     ``pod_gpus`` is filled by the GPU attribution collector (when enabled) before the
-    vLLM derivation runs, so the cost per token uses the GPUs really attributed to a pod.
+    vLLM derivation runs, so the cost per token uses the GPUs really attributed to a pod
+    (fractional for MIG devices and time-sliced GPUs).
     """
 
     now: float
-    pod_gpus: dict[PodKey, int] = field(default_factory=dict)
+    pod_gpus: dict[PodKey, float] = field(default_factory=dict)
 
 
 class CollectorError(Exception):

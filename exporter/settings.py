@@ -53,6 +53,8 @@ class Settings:
                              metavar="N")
     nvml: str = _f("auto", "GPU metrics through NVML: on, off, or auto (on when libnvidia-ml is present).",
                    metavar="MODE")
+    nvml_library: str = _f("", "Path of libnvidia-ml.so.1 when the driver is mounted outside the loader path.",
+                           metavar="PATH")
     pod_resources_socket: str = _f("/var/lib/kubelet/pod-resources/kubelet.sock",
                                    "kubelet pod-resources socket for GPU-to-pod attribution.", metavar="PATH")
     log_level: str = _f("info", "Log level: debug, info, warning, error.", metavar="LEVEL")

@@ -228,6 +228,7 @@ def scraped_stack() -> Iterator[Stack]:
         rules = sorted((REPO / "alerts" / "rules").glob("*.rules.yml"))
         prometheus = PrometheusServer({"scrape_configs": scrape}, rules)
         prometheus.wait_for("kvscale_vllm_ttft_seconds", timeout=60, min_results=8)
+        prometheus.wait_for('up{job="vllm"} == 1', timeout=60, min_results=len(targets))
         yield Stack(procs, prometheus, exporter_url, targets)
     finally:
         if prometheus is not None:

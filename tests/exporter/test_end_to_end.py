@@ -19,9 +19,10 @@ def test_prometheus_stores_folded_kv_usage(scraped_stack: Stack) -> None:
     assert usage == {"vllm-a": pytest.approx(0.5), "vllm-b": pytest.approx(0.4321)}
 
 
-def test_exporter_keeps_colon_names_for_prometheus(scraped_stack: Stack) -> None:
-    # Prometheus negotiates OpenMetrics; vLLM's own names must still be stored with colons.
-    assert scraped_stack.prometheus.query('vllm:num_requests_running{pod="vllm-b"}')
+def test_vllm_format_targets_are_stored_with_colon_names(scraped_stack: Stack) -> None:
+    # Targets served as text 0.0.4 keep vLLM's names even though Prometheus asks for OpenMetrics.
+    series = scraped_stack.prometheus.wait_for('vllm:num_requests_running{pod="vllm-b"}')
+    assert series[0]["metric"]["__name__"] == "vllm:num_requests_running"
 
 
 @pytest.mark.parametrize("pod", ["vllm-a", "vllm-b"])

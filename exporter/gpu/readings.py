@@ -1,0 +1,97 @@
+"""Pure projection of NVML readings onto the catalog's GPU families.
+
+NVML answers in its own units (percent, milliwatts, megahertz); the catalog wants base
+units and ratios, so the conversion lives here, next to the table that names the
+families. A device that raised is ``kvscale_gpu_up 0`` and nothing else: a lost GPU
+never keeps reporting its last values.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from exporter.catalog import family
+from exporter.collector import Series
+
+Owner = tuple[str, str, str]
+"""(namespace, pod, container) holding a device."""
+
+UNOWNED: Owner = ("", "", "")
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceRef:
+    """Identity of one NVML device: a whole GPU, or one MIG device of a GPU."""
+
+    gpu: str
+    """The ``gpu`` label: the NVML index ("3"), or "INDEX/GI" for a MIG device's GPU instance."""
+    uuid: str
+    model: str
+    parent_uuid: str | None = None
+    """The physical GPU's UUID when this is a MIG device."""
+
+
+@dataclass(frozen=True, slots=True)
+class RawReading:
+    """One device's answers in NVML units; None where NVML does not support the query."""
+
+    ref: DeviceRef
+    error: str | None = None
+    """Why the device did not answer (GPU lost, unknown error): it is reported as down."""
+    utilization_percent: float | None = None
+    memory_used_bytes: float | None = None
+    memory_total_bytes: float | None = None
+    power_milliwatts: float | None = None
+    temperature_celsius: float | None = None
+    sm_clock_mhz: float | None = None
+
+
+# (family, RawReading field, multiplier, divisor) to the catalog's base unit; dividing by
+# 100 rather than multiplying by 0.01 keeps 95 % exactly 0.95.
+_GAUGES: tuple[tuple[str, str, float, float], ...] = (
+    ("kvscale_gpu_utilization_ratio", "utilization_percent", 1.0, 100.0),
+    ("kvscale_gpu_memory_used_bytes", "memory_used_bytes", 1.0, 1.0),
+    ("kvscale_gpu_memory_total_bytes", "memory_total_bytes", 1.0, 1.0),
+    ("kvscale_gpu_power_watts", "power_milliwatts", 1.0, 1000.0),
+    ("kvscale_gpu_temperature_celsius", "temperature_celsius", 1.0, 1.0),
+    ("kvscale_gpu_sm_clock_hertz", "sm_clock_mhz", 1e6, 1.0),
+)
+for _gauge in _GAUGES:
+    family(_gauge[0])  # a renamed catalog family fails at import, not at the first scrape
+
+
+def device_labels(ref: DeviceRef, *, node: str, owner: Owner) -> dict[str, str]:
+    namespace, pod, container = owner
+    return {"node": node, "gpu": ref.gpu, "uuid": ref.uuid, "gpu_model": ref.model,
+            "namespace": namespace, "pod": pod, "container": container}
+
+
+def device_series(reading: RawReading, *, node: str, owner: Owner,
+                  xids: Mapping[int, int] | None = None) -> list[Series]:
+    """The series of one device: ``up`` plus each supported gauge and its XID counters."""
+    labels = device_labels(reading.ref, node=node, owner=owner)
+    if reading.error is not None:
+        return [Series("kvscale_gpu_up", labels, 0.0)]
+    out = [Series("kvscale_gpu_up", labels, 1.0)]
+    for name, attr, multiplier, divisor in _GAUGES:
+        value = getattr(reading, attr)
+        if value is not None:
+            out.append(Series(name, labels, float(value) * multiplier / divisor))
+    for xid, count in sorted((xids or {}).items()):
+        out.append(Series("kvscale_gpu_xid_errors_total", {**labels, "xid": str(xid)}, float(count)))
+    return out
+
+
+def gpu_series(readings: Sequence[RawReading], *, node: str, owners: Mapping[str, Owner],
+               xids: Mapping[tuple[str, int], int]) -> list[Series]:
+    """Series of every device; ``owners`` maps a device UUID to the one container holding it."""
+    by_uuid: dict[str, dict[int, int]] = {}
+    for (uuid, xid), count in xids.items():
+        by_uuid.setdefault(uuid, {})[xid] = count
+    out: list[Series] = []
+    for reading in readings:
+        uuid = reading.ref.uuid
+        out.extend(device_series(reading, node=node, owner=owners.get(uuid, UNOWNED),
+                                 xids=by_uuid.get(uuid) if uuid else None))
+    return out
