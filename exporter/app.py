@@ -13,12 +13,13 @@ import logging
 import os
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import Executor, ThreadPoolExecutor
 
 import aiohttp
 from aiohttp import web
 
 from exporter import __version__
-from exporter.collector import Collector, CycleContext, Series, health_series, run_collector
+from exporter.collector import Collector, CollectorRun, CycleContext, Series, health_series, run_collector
 from exporter.render import CONTENT_TYPE, SnapshotCollector, new_registry, render
 from exporter.settings import Settings
 from exporter.targets import StaticTargets, TargetError, TargetSource, parse_static
@@ -36,7 +37,8 @@ class Exporter:
     """Collectors + the cycle + the rendered snapshot."""
 
     def __init__(self, *, settings: Settings, vllm: VllmCollector, others: Sequence[Collector] = (),
-                 ready_check: Callable[[], bool] | None = None, clock: Callable[[], float] = time.monotonic) -> None:
+                 ready_check: Callable[[], bool] | None = None, clock: Callable[[], float] = time.monotonic,
+                 cpu: Executor | None = None) -> None:
         self.settings = settings
         self.vllm = vllm
         self.others = tuple(others)
@@ -47,20 +49,29 @@ class Exporter:
         self.last_cycle_at: float | None = None
         self._ready_check = ready_check
         self._clock = clock
+        self._cpu = cpu
 
     async def run_cycle(self) -> list[Series]:
         ctx = CycleContext(now=self._clock())
         budget = self.settings.interval
         runs = await asyncio.gather(*(run_collector(c, ctx, timeout=budget) for c in (*self.others, self.vllm)))
+        # The pure CPU part runs on the CPU worker thread: the loop keeps answering /metrics meanwhile.
+        if self._cpu is None:
+            series, self.body = self._derive_and_render(ctx, runs)
+        else:
+            series, self.body = await asyncio.get_running_loop().run_in_executor(
+                self._cpu, self._derive_and_render, ctx, runs)
+        self.cycles += 1
+        self.last_cycle_at = time.monotonic()
+        return series
+
+    def _derive_and_render(self, ctx: CycleContext, runs: Sequence[CollectorRun]) -> tuple[list[Series], bytes]:
         series = [s for run in runs for s in run.series]
         series += self.vllm.derived(ctx)
         series += health_series(runs)
         series.append(Series("kvscale_exporter_build_info", {"version": __version__}, 1.0))
         self._snapshot.update(series)
-        self.body = render(self._registry)
-        self.cycles += 1
-        self.last_cycle_at = time.monotonic()
-        return series
+        return series, render(self._registry)
 
     async def run_forever(self) -> None:
         interval = self.settings.interval
@@ -116,9 +127,14 @@ def target_source(settings: Settings, environ: dict[str, str]) -> tuple[TargetSo
         return StaticTargets([]), None
     if not settings.node_name:
         raise SetupError("Kubernetes discovery needs --node-name (or NODE_NAME from the downward API)")
+    from exporter.kube_events import PodSourceError
     from exporter.kube_targets import PodWatcher, core_v1_api
 
-    watcher = PodWatcher(api=core_v1_api(), node_name=settings.node_name, label_selector=settings.pod_selector,
+    try:
+        api = core_v1_api()
+    except PodSourceError as exc:
+        raise SetupError(f"Kubernetes discovery: {exc}") from exc
+    watcher = PodWatcher(api=api, node_name=settings.node_name, label_selector=settings.pod_selector,
                          default_port=settings.pod_port, default_path=settings.pod_path)
     watcher.start()
     return watcher, watcher.ready.is_set
@@ -150,10 +166,11 @@ async def serve(settings: Settings, *, started: asyncio.Event | None = None) -> 
                         thresholds=settings.thresholds, gpu_price_per_hour=settings.gpu_price_per_hour or None,
                         default_gpus_per_pod=settings.gpus_per_pod)
     connector = aiohttp.TCPConnector(limit=64, limit_per_host=2, force_close=False)
+    cpu = ThreadPoolExecutor(max_workers=1, thread_name_prefix="kvscale-cpu")
     async with aiohttp.ClientSession(connector=connector, trust_env=False) as session:
-        vllm = VllmCollector(source=source, session=session, policy=policy,
+        vllm = VllmCollector(source=source, session=session, policy=policy, cpu=cpu,
                              scrape_timeout=settings.scrape_timeout, max_body_bytes=settings.max_body_bytes)
-        exporter = Exporter(settings=settings, vllm=vllm, others=others, ready_check=ready_check)
+        exporter = Exporter(settings=settings, vllm=vllm, others=others, ready_check=ready_check, cpu=cpu)
         runner = web.AppRunner(exporter.app(), access_log=None)
         await runner.setup()
         host, _, port = settings.listen.rpartition(":")
@@ -162,6 +179,10 @@ async def serve(settings: Settings, *, started: asyncio.Event | None = None) -> 
             await site.start()
         except OSError as exc:
             await runner.cleanup()
+            cpu.shutdown(wait=False, cancel_futures=True)
+            stop = getattr(source, "stop", None)
+            if stop is not None:  # the pod watcher's thread
+                stop()
             raise SetupError(f"cannot listen on {settings.listen}: {exc}") from exc
         log.info("kvscale-exporter %s listening on %s", __version__, settings.listen)
         if started is not None:
@@ -177,3 +198,7 @@ async def serve(settings: Settings, *, started: asyncio.Event | None = None) -> 
                         if asyncio.iscoroutine(result):
                             await result
             await runner.cleanup()
+            cpu.shutdown(wait=False, cancel_futures=True)
+            stop = getattr(source, "stop", None)
+            if stop is not None:  # the pod watcher's thread
+                stop()

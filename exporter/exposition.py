@@ -8,7 +8,7 @@ line raises :class:`ExpositionError` naming the line; nothing is guessed.
 
 from __future__ import annotations
 
-import math
+import gc
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -22,11 +22,14 @@ _LABEL_NAME_RE = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*\Z")
 _PAIR_RE = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)\s*=\s*"([^"]*)"')
 # A whole label block without escapes: pairs separated by commas, optional trailing comma.
 _BLOCK_RE = re.compile(r'\s*(?:[a-zA-Z_][a-zA-Z0-9_]*\s*=\s*"[^"]*"\s*(?:,\s*(?=[a-zA-Z_])|,?\s*$))*')
-_LABEL = r'[a-zA-Z_][a-zA-Z0-9_]*\s*=\s*"[^"\\]*"\s*'
+# The fast path takes label blocks written canonically (no spaces, no trailing comma, no
+# escapes), which is how client libraries write them; its series key is the block text,
+# and the general path builds the same text from what it parsed, so duplicates meet.
+_LABEL = r'[a-zA-Z_][a-zA-Z0-9_]*="[^"\\]*"'
 _SAMPLE_RE = re.compile(
     r"([a-zA-Z_:][a-zA-Z0-9_:]*)"
-    r"(?:\{\s*(" + _LABEL + r"(?:,\s*" + _LABEL + r")*,?\s*)?\})?"
-    r"[ \t]+([^ \t]+)(?:[ \t]+-?[0-9]+)?[ \t]*\Z")
+    r"(?:\{(" + _LABEL + r"(?:," + _LABEL + r")*)?\})?"
+    r"[ \t]+([^ \t_]+)(?:[ \t]+-?[0-9]+)?[ \t]*\Z")
 _TYPES = frozenset({"counter", "gauge", "histogram", "summary", "untyped", "unknown", "info",
                     "stateset", "gaugehistogram"})
 
@@ -85,20 +88,28 @@ def parse(text: str, *, only: Selection | None = None) -> Exposition:
         raise ExpositionError("truncated: the exposition does not end with a newline")
     if "\x00" in text:
         raise ExpositionError("NUL byte in exposition")
-    eof = text.find("\n# EOF")
-    if eof >= 0 or text.startswith("# EOF"):
+    # OpenMetrics ends with a '# EOF' line (exactly that line, not any comment starting so).
+    eof = text.find("\n# EOF\n")
+    if eof >= 0 or text.startswith("# EOF\n"):
         text = text[: eof + 1] if eof >= 0 else ""
+    # Parsing allocates a few objects per line and frees none: a cyclic GC pass here would
+    # only rescan them (up to a third of the parse time), so the collector waits.
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        return _parse(text, only)
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+def _parse(text: str, only: Selection | None) -> Exposition:
     out = Exposition()
     lines = text.split("\n")
-    for line in lines:
-        if line.startswith("# TYPE"):
-            parts = line.split()
-            if len(parts) != 4:
-                raise ExpositionError(f"bad TYPE line {line[:120]!r}", _lineno(text, line))
-            _declare(out, parts[2], parts[3], line, text)
-    if only is None:
-        lines = [line for line in lines if line and line[0] != "#"]
-    else:
+    if only is not None:
+        for line in lines:
+            if line.startswith("# TYPE"):
+                _type_line(out, line, text)
         names, prefixes = only.names, only.prefixes
         lines = [line for line in lines
                  if line.startswith(prefixes) and line.partition("{")[0].partition(" ")[0] in names]
@@ -107,6 +118,10 @@ def parse(text: str, *, only: Selection | None = None) -> Exposition:
     # else, including every malformed line, takes the general path, which names the fault.
     match, pairs_of, seen, samples = _SAMPLE_RE.match, _PAIR_RE.findall, reader.seen, out.samples
     for line in lines:
+        if not line or line[0] == "#":
+            if only is None and line.startswith("# TYPE"):
+                _type_line(out, line, text)
+            continue
         m = match(line)
         if m is None:
             reader.add(line, text)
@@ -116,26 +131,36 @@ def parse(text: str, *, only: Selection | None = None) -> Exposition:
             pairs = pairs_of(block)
             labels = dict(pairs)
             if len(labels) != len(pairs):
-                reader.add(line, text)  # raises: repeated label name
+                raise ExpositionError("label name repeated", _lineno(text, line))
+            ident = (name, block)
         else:
-            labels, block = {}, ""
+            labels, ident = {}, (name, "")
         try:
-            value = float(raw)
+            value = float(raw)  # the regex excludes '_', which float() would accept
         except ValueError:
-            value = math.nan
-            reader.add(line, text)  # raises: bad number
-        if "_" in raw:
-            reader.add(line, text)  # raises: float() accepts '1_0', the format does not
-        ident = (name, block)
-        if ident in seen:
-            reader.add(line, text)  # raises: duplicate series
+            raise ExpositionError(f"bad number {raw[:40]!r}", _lineno(text, line)) from None
+        before = len(seen)
         seen.add(ident)
+        if len(seen) == before:
+            raise ExpositionError(f"duplicate series {name}{{{(block or '')[:200]}}}", _lineno(text, line))
         bucket = samples.get(name)
         if bucket is None:
             samples[name] = [(labels, value)]
         else:
             bucket.append((labels, value))
     return out
+
+
+def _series_key(labels: Labels) -> str:
+    """The canonical label block of a series (the fast path's key), in written order."""
+    return ",".join(f'{k}="{v}"' for k, v in labels.items())
+
+
+def _type_line(out: Exposition, line: str, text: str) -> None:
+    parts = line.split()
+    if len(parts) != 4:
+        raise ExpositionError(f"bad TYPE line {line[:120]!r}", _lineno(text, line))
+    _declare(out, parts[2], parts[3], line, text)
 
 
 def _lineno(text: str, line: str) -> int:
@@ -188,7 +213,7 @@ class _SampleReader:
                 raise ExpositionError(f"invalid metric name {name[:80]!r}")
             self.names_ok.add(name)
         value = _value(rest)
-        ident = (name, key)
+        ident = (name, _series_key(labels))
         if ident in self.seen:
             raise ExpositionError(f"duplicate series {name}{{{key[:200]}}}")
         self.seen.add(ident)
@@ -222,12 +247,15 @@ def _labels_slow(line: str, i: int) -> tuple[Labels, int]:
         if i < n and line[i] == "}":
             return labels, i + 1
         eq = line.find("=", i)
-        if eq < 0 or eq + 1 >= n or line[eq + 1] != '"':
+        quote = eq + 1
+        while 0 < quote < n and line[quote] == " ":
+            quote += 1
+        if eq < 0 or quote >= n or line[quote] != '"':
             raise ExpositionError("malformed labels")
         lname = line[i:eq].strip()
         if not _LABEL_NAME_RE.match(lname) or lname in labels:
             raise ExpositionError(f"bad or repeated label name {lname[:80]!r}")
-        j, chars = eq + 2, []
+        j, chars = quote + 1, []
         while j < n and line[j] != '"':
             if line[j] == "\\":
                 esc = _ESCAPES.get(line[j + 1]) if j + 1 < n else None

@@ -8,25 +8,21 @@ the exporter's windowed quantiles agree with ``histogram_quantile(q, sum by (le)
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 
 Buckets = Sequence[tuple[float, float]]
 """(upper bound, cumulative count), any order."""
 
 
-def increase(values: Iterable[float]) -> float:
-    """Sum of increments of a counter's samples in time order; a drop is a reset.
+def counter_step(previous: float | None, value: float) -> float:
+    """Increment of a counter from one sample to the next; never negative.
 
-    After a reset the counter restarted from zero, so the new value is itself the
-    increment (PromQL's rule). Never negative.
+    A drop means the counter restarted from zero, so the new value is itself the
+    increment (PromQL's rule). The first sample of a series has no increment.
     """
-    total = 0.0
-    previous: float | None = None
-    for value in values:
-        if previous is not None:
-            total += value - previous if value >= previous else value
-        previous = value
-    return total
+    if previous is None:
+        return 0.0
+    return value - previous if value >= previous else value
 
 
 def histogram_quantile(q: float, buckets: Buckets) -> float:

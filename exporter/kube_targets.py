@@ -9,14 +9,16 @@ last known pods stay scraped (their scrapes are live, so nothing is frozen).
 
 from __future__ import annotations
 
-import json
+import contextlib
 import logging
 import random
+import socket
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
+from exporter.kube_events import PodSourceError, WatchExpired, apply_event, backoff_delay, parse_pod_list
 from exporter.targets import Target, target_from_pod
 
 log = logging.getLogger(__name__)
@@ -26,33 +28,6 @@ CONNECT_TIMEOUT_SECONDS = 10.0
 # A watch that the server ends sooner than this is re-opened only after this long, so a
 # misbehaving proxy that closes every watch at once cannot turn the loop into a busy spin.
 MIN_WATCH_SECONDS = 1.0
-
-
-class PodListError(ValueError):
-    """The API server answered a pod list with something that is not a PodList."""
-
-
-def backoff_delay(attempt: int, *, initial: float, maximum: float, jitter: float) -> float:
-    """Seconds to wait before retry ``attempt`` (0-based): doubling, capped at ``maximum``.
-
-    ``jitter`` in [0, 1] scales the delay into [50%, 100%]: after an API server restart
-    the exporters of a whole cluster must not all come back in the same instant.
-    """
-    return min(initial * 2.0 ** min(attempt, 60), maximum) * (0.5 + 0.5 * jitter)
-
-
-def parse_pod_list(data: bytes) -> tuple[dict[str, dict[str, Any]], str]:
-    """A PodList body as (pods by uid, resourceVersion); :class:`PodListError` when malformed."""
-    try:
-        body = json.loads(data)
-        items = body.get("items") or []
-        version = body["metadata"]["resourceVersion"]
-        if not isinstance(items, list) or not isinstance(version, str) or not version:
-            raise TypeError("items must be a list and resourceVersion a non-empty string")
-        pods = {pod_uid(pod): pod for pod in items}
-    except (ValueError, TypeError, KeyError, AttributeError) as exc:
-        raise PodListError(f"malformed PodList: {exc}") from exc
-    return pods, version
 
 
 class PodWatcher:
@@ -73,7 +48,7 @@ class PodWatcher:
         self._pods: dict[str, dict[str, Any]] = {}
         self._targets: tuple[Target, ...] = ()
         self._stop = threading.Event()
-        self._stream: Any = None
+        self._resp: Any = None
         self.ready = threading.Event()
         """Set after the first successful list."""
         self.relists = 0
@@ -90,9 +65,9 @@ class PodWatcher:
     def stop(self, timeout: float = 5.0) -> None:
         """Stop watching: the open watch is cut, and the thread is given ``timeout`` to end."""
         self._stop.set()
-        stream = self._stream
-        if stream is not None:
-            stream.stop()
+        resp = self._resp
+        if resp is not None:
+            _cut(resp)
         if self._thread.is_alive():
             self._thread.join(timeout)
 
@@ -119,9 +94,11 @@ class PodWatcher:
                     started = time.monotonic()
                     version = self._watch(version)
                     self._stop.wait(max(0.0, MIN_WATCH_SECONDS - (time.monotonic() - started)))
-            except ApiException as exc:
-                if exc.status == 410:
-                    log.info("pod watch expired (410 Gone); relisting")
+            except (WatchExpired, ApiException) as exc:
+                if isinstance(exc, WatchExpired) or exc.status == 410:
+                    log.info("pod watch expired (410 Gone: %s); relisting", exc)
+                    # Relist soon, but never in a tight loop against a server that expires every watch.
+                    self._stop.wait(MIN_WATCH_SECONDS)
                     continue
                 self._failed(f"Kubernetes API error while watching pods: {exc.status} {exc.reason}")
             except Exception as exc:  # network errors, bad JSON: keep the last pods, retry
@@ -155,37 +132,51 @@ class PodWatcher:
         return version
 
     def _watch(self, version: str) -> str:
-        from kubernetes import watch
-
-        self._stream = stream = watch.Watch()
-        if self._stop.is_set():  # stop() ran before the stream existed, so it could not cut it
-            return version
         # The read timeout outlasts the server-side one: it only fires on a silently dead connection.
-        events = stream.stream(self._api.list_pod_for_all_namespaces, field_selector=self._field_selector,
-                               label_selector=self._label_selector, resource_version=version,
-                               timeout_seconds=self._watch_timeout, allow_watch_bookmarks=True,
-                               _request_timeout=(self._request_timeout[0], self._watch_timeout + 30))
-        for event in events:
-            if self._stop.is_set():
-                stream.stop()
-                break
-            kind, pod = event["type"], event["raw_object"]
-            version = (pod.get("metadata") or {}).get("resourceVersion") or version
-            self.resource_version = version
-            if kind in ("ADDED", "MODIFIED"):
-                self._pods[pod_uid(pod)] = pod
-            elif kind == "DELETED":
-                self._pods.pop(pod_uid(pod), None)
-            else:
-                continue  # BOOKMARK: only the version moves
-            self._publish()
+        resp = self._api.list_pod_for_all_namespaces(
+            field_selector=self._field_selector, label_selector=self._label_selector, watch=True,
+            resource_version=version, timeout_seconds=self._watch_timeout, allow_watch_bookmarks=True,
+            _preload_content=False, _request_timeout=(self._request_timeout[0], self._watch_timeout + 30))
+        self._resp = resp
+        try:
+            if self._stop.is_set():  # stop() ran before the response existed, so it could not cut it
+                return version
+            for line in _lines(resp):
+                changed, seen = apply_event(self._pods, line)
+                version = self.resource_version = seen or version
+                if changed:
+                    self._publish()
+        finally:
+            self._resp = None
+            resp.close()  # never back to the pool half-read
+            resp.release_conn()
         return version
 
 
-def pod_uid(pod: dict[str, Any]) -> str:
-    """The pod's identity across events: its uid, else namespace/name."""
-    meta = pod.get("metadata") or {}
-    return str(meta.get("uid") or f"{meta.get('namespace')}/{meta.get('name')}")
+def _lines(resp: Any) -> Iterator[str]:
+    """The non-empty lines of a streamed body, as they arrive."""
+    buffer = b""
+    for chunk in resp.stream(amt=None, decode_content=True):
+        buffer += chunk
+        *complete, buffer = buffer.split(b"\n")
+        for line in complete:
+            if line.strip():
+                yield line.decode("utf-8", errors="replace")
+    if buffer.strip():
+        yield buffer.decode("utf-8", errors="replace")
+
+
+def _cut(resp: Any) -> None:
+    """Unblock a thread reading ``resp``: shut its socket down (closing alone does not wake it)."""
+    try:
+        resp.shutdown()  # urllib3 >= 2.3
+        return
+    except (AttributeError, NotImplementedError, ValueError, RuntimeError, OSError):
+        pass
+    sock = getattr(getattr(resp, "connection", None), "sock", None)
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.shutdown(socket.SHUT_RDWR)
 
 
 def core_v1_api() -> Any:
@@ -195,5 +186,8 @@ def core_v1_api() -> Any:
     try:
         config.load_incluster_config()
     except config.ConfigException:
-        config.load_kube_config()
+        try:
+            config.load_kube_config()
+        except (config.ConfigException, OSError) as exc:
+            raise PodSourceError(f"no in-cluster service account and no usable kubeconfig: {exc}") from exc
     return client.CoreV1Api()

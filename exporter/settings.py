@@ -40,9 +40,10 @@ class Settings:
                            metavar="SELECTOR")
     pod_port: int = _f(8000, "vLLM port when the pod has no kvscale.io/port annotation.", metavar="PORT")
     pod_path: str = _f("/metrics", "Metrics path when the pod has no kvscale.io/path annotation.", metavar="PATH")
-    interval: float = _f(5.0, "Seconds between collections; /metrics serves the latest one.", metavar="SECONDS")
+    interval: float = _f(1.0, "Seconds between collections; /metrics serves the latest one. Short, so the HPA "
+                              "sees a queue spike within seconds.", metavar="SECONDS")
     window: float = _f(60.0, "Sliding window for quantiles and rates.", metavar="SECONDS")
-    scrape_timeout: float = _f(2.0, "Deadline of one target's scrape; must be below --interval.",
+    scrape_timeout: float = _f(0.8, "Deadline of one target's scrape; must be below --interval.",
                                metavar="SECONDS")
     max_body_bytes: int = _f(16 * 1024 * 1024, "Largest /metrics body read from a target.", metavar="BYTES")
     quantiles: list[float] = _f([0.5, 0.9, 0.95, 0.99], "Quantiles of the latency families, repeatable.",

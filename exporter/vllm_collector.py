@@ -12,6 +12,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Sequence
+from concurrent.futures import Executor
 from dataclasses import dataclass, field
 
 import aiohttp
@@ -40,13 +41,14 @@ class VllmCollector:
     name = "vllm"
 
     def __init__(self, *, source: TargetSource, session: aiohttp.ClientSession, policy: VllmPolicy,
-                 scrape_timeout: float, max_body_bytes: int) -> None:
+                 scrape_timeout: float, max_body_bytes: int, cpu: Executor | None = None) -> None:
         self._source = source
         self._session = session
         self._policy = policy
         self._timeout = scrape_timeout
         self._max_bytes = max_body_bytes
         self._states: dict[PodKey, TargetState] = {}
+        self._cpu = cpu
 
     async def collect(self, ctx: CycleContext) -> Sequence[Series]:
         targets = {t.key: t for t in self._source.targets()}
@@ -69,17 +71,27 @@ class VllmCollector:
         started = time.perf_counter()
         try:
             body = await fetch(self._session, state.target.url, timeout=self._timeout, max_bytes=self._max_bytes)
-            reading: PodReading = decode(body)
+            # Parsing is pure CPU: on the one CPU worker thread (when given), so the event loop
+            # keeps answering /metrics during a cycle and competes with one thread, not eight.
+            reading: PodReading = (decode(body) if self._cpu is None
+                                   else await asyncio.get_running_loop().run_in_executor(self._cpu, decode, body))
         except ScrapeError as exc:
-            state.up = False
-            state.errors[exc.reason] += 1
-            log.warning("scrape of %s/%s failed: %s", state.target.namespace, state.target.pod, exc)
+            self._failed(state, exc.reason, str(exc))
+        except Exception as exc:  # a reader bug must cost one target, not the whole node's collection
+            log.exception("reading %s/%s raised unexpectedly", state.target.namespace, state.target.pod)
+            self._failed(state, "invalid", f"unexpected {type(exc).__name__}: {exc}")
         else:
             state.up = True
             state.models = tuple(reading.models())
             state.history.add(now, reading)
         finally:
             state.scrape_seconds = time.perf_counter() - started
+
+    @staticmethod
+    def _failed(state: TargetState, reason: str, message: str) -> None:
+        state.up = False
+        state.errors[reason] += 1
+        log.warning("scrape of %s/%s failed: %s", state.target.namespace, state.target.pod, message)
 
     def derived(self, ctx: CycleContext) -> list[Series]:
         """Per-pod series from each target's window; a down target gives only ``up 0``."""

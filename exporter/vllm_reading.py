@@ -167,10 +167,12 @@ def _int_label(labels: Labels, name: str) -> int | None:
     if raw is None or raw in ("None", ""):
         return None
     try:
-        value = int(float(raw))
+        number = float(raw)
     except ValueError:
         return None  # an unexpected spelling drops this field only, not the reading
-    return value if value > 0 else None
+    if not math.isfinite(number) or number <= 0:
+        return None
+    return int(number)
 
 
 def _read_cache_config(reading: PodReading, exp: Exposition) -> None:

@@ -69,9 +69,14 @@ def _model_series(labels: dict[str, str], model: str, history: History, policy: 
     emit("kvscale_vllm_kv_cache_fragmentation_ratio", gauges.fragmentation)
 
     span = history.span()
+    ttft_p95: float | None = None
     for short, family in LATENCY_FAMILIES.items():
-        for q, value in window_quantiles(span, model, short, policy.quantiles).items():
-            emit(family, value, quantile=_format_quantile(q))
+        wanted = (*policy.quantiles, 0.95) if short == "ttft" and 0.95 not in policy.quantiles else policy.quantiles
+        for q, value in window_quantiles(span, model, short, wanted).items():
+            if q in policy.quantiles:
+                emit(family, value, quantile=_format_quantile(q))
+            if short == "ttft" and q == 0.95:
+                ttft_p95 = value  # saturation's TTFT term, whatever quantiles are exported
     rates = {short: counter_rate(span, model, short) for short in RATE_FAMILIES}
     for short, family in RATE_FAMILIES.items():
         emit(family, rates[short])
@@ -85,7 +90,6 @@ def _model_series(labels: dict[str, str], model: str, history: History, policy: 
         price_per_gpu_hour=policy.gpu_price_per_hour, gpus=gpus, tokens_per_second=tokens))
 
     th = policy.thresholds
-    ttft_p95 = window_quantiles(span, model, "ttft", (0.95,)).get(0.95)
     emit("kvscale_vllm_saturation_ratio", derive.saturation(
         kv_usage=gauges.kv_usage, waiting=gauges.waiting, ttft_p95=ttft_p95,
         kv_target=th.kv_target, queue_target=th.queue_target, ttft_slo=th.ttft_p95_slo_seconds))

@@ -92,6 +92,7 @@ async def run(duration: float, price: float) -> None:
                 if not spiked and elapsed > duration / 2:
                     spiked = True
                     states["vllm-a"].overrides["vllm:num_requests_waiting"] = 12.0
+                    states["vllm-a"].changed()
                     states["vllm-b"].fault = "http_500"
                     print(">>> queue spike on vllm-a (12 waiting per engine); vllm-b starts answering HTTP 500\n")
     finally:

@@ -48,9 +48,22 @@ class TargetState:
     fault: str | None = None
     slow_seconds: float = 5.0
     started: float = 0.0
+    cache_seconds: float = 0.1
+    """A real engine renders /metrics on its own cores; re-rendering at most every 100 ms
+    keeps a node full of simulated engines from stealing the CPU the exporter is measured on."""
+    _cached: tuple[float, str] | None = None
 
     def __post_init__(self) -> None:
         self.started = self.clock()
+
+    def body(self) -> str:
+        now = self.clock()
+        if self._cached is None or not 0 <= now - self._cached[0] < self.cache_seconds:
+            self._cached = (now, render(self, now))
+        return self._cached[1]
+
+    def changed(self) -> None:
+        self._cached = None
 
 
 def load_template(text: str) -> list[Line]:
@@ -110,7 +123,7 @@ def make_app(state: TargetState) -> web.Application:
             return web.Response(status=500, text="engine error\n")
         if fault == "slow":
             await asyncio.sleep(state.slow_seconds)
-        body = render(state, state.clock())
+        body = state.body()
         if fault == "garbage":
             return web.Response(body=b"\xff\xfe\x00garbage{{{\n" * 64, content_type="text/plain")
         if fault == "truncated":
@@ -137,6 +150,7 @@ def make_app(state: TargetState) -> web.Application:
             state.fault = data["fault"]
         if "restart" in data:  # counters back to the fixture's values, like a restarted vLLM
             state.started = state.clock()
+        state.changed()
         return web.json_response({"fault": state.fault, "overrides": state.overrides})
 
     app = web.Application()
@@ -151,8 +165,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     p.add_argument("--fixture", required=True, type=Path, help="a vLLM /metrics exposition to serve")
     p.add_argument("--growth", type=float, default=0.05,
                    help="counter growth per second, as a multiple of the fixture's counts (default 0.05)")
+    p.add_argument("--cache-seconds", type=float, default=0.1,
+                   help="re-render /metrics at most this often (default 0.1)")
     args = p.parse_args(argv)
-    state = TargetState(load_template(args.fixture.read_text(encoding="utf-8")), args.growth)
+    state = TargetState(load_template(args.fixture.read_text(encoding="utf-8")), args.growth,
+                        cache_seconds=args.cache_seconds)
     host, _, port = args.listen.rpartition(":")
     web.run_app(make_app(state), host=host, port=int(port), print=None, access_log=None)
 

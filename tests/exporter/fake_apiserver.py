@@ -219,9 +219,11 @@ class FakeApiServer:
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[Change | None] = asyncio.Queue()
         bookmarks = query.get("allowWatchBookmarks") == "true"
-        since = query.get("resourceVersion", "")
+        since = query.get("resourceVersion", "") or "0"
+        if not since.isdigit():
+            return web.json_response(status(400, "BadRequest", f"invalid resourceVersion {since!r}"), status=400)
         with self.store.lock:  # the backlog and the live feed join without a gap
-            if since in ("", "0"):
+            if since == "0":  # no version: the current state as ADDED events first, as the real server does
                 backlog = [Change(self.store.version, "ADDED", None, p) for p in self.store.pods.values()]
             elif int(since) < self.store.oldest:
                 backlog = None
@@ -238,8 +240,8 @@ class FakeApiServer:
                 await response.write(json.dumps({"type": "ERROR", "object": gone}).encode() + b"\n")
                 return response
             async with asyncio.timeout(float(query.get("timeoutSeconds", "1800"))):
-                for change in backlog:
-                    await self._send(response, change, match, bookmarks)
+                for past in backlog:
+                    await self._send(response, past, match, bookmarks)
                 while (change := await queue.get()) is not None:
                     await self._send(response, change, match, bookmarks)
         except (TimeoutError, ConnectionError):
@@ -261,6 +263,7 @@ class FakeApiServer:
     @staticmethod
     async def _send(response: web.StreamResponse, change: Change, match: Callable[[Obj], bool],
                     bookmarks: bool) -> None:
+        event: tuple[str, Obj] | None
         if change.kind == "BOOKMARK":
             event = ("BOOKMARK", change.new) if bookmarks else None
         else:

@@ -87,3 +87,17 @@ def test_agrees_with_prometheus_client_on_real_expositions(fixture: str) -> None
             theirs.setdefault(s.name, []).append((s.labels, s.value))
     assert ours.samples == theirs
     assert len(ours) == sum(len(v) for v in theirs.values())
+
+
+@pytest.mark.parametrize("text", [
+    'x{a="1"} 1\nx{ a="1"} 2\n',  # the same series with other spacing
+    'x{a="1",b="2"} 1\nx{a="1",b="2",} 2\n',  # with a trailing comma
+    'x{a="q\\"",b="2"} 1\nx{a = "q\\"", b="2"} 2\n',  # with escapes (the general path both times)
+])
+def test_duplicates_are_found_whatever_the_spacing(text: str) -> None:
+    with pytest.raises(ExpositionError, match="duplicate series"):
+        parse(text)
+
+
+def test_only_an_exact_eof_line_ends_the_exposition() -> None:
+    assert parse("# EOFISH comment\na 1\n").samples == {"a": [({}, 1.0)]}

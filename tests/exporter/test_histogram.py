@@ -1,4 +1,4 @@
-"""histogram_quantile and increase, table-driven against PromQL's rules (Prometheus 2.42)."""
+"""histogram_quantile and counter steps, table-driven against PromQL's rules (Prometheus 2.42)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from exporter.histogram import histogram_quantile, increase
+from exporter.histogram import counter_step, histogram_quantile
 
 INF = math.inf
 
@@ -50,16 +50,14 @@ def test_quantile_edge_cases(q: float, buckets: list[tuple[float, float]], want:
         assert got == float(want)
 
 
-@pytest.mark.parametrize(("values", "want"), [
-    ([], 0.0),
-    ([7.0], 0.0),
-    ([3.0, 3.0], 0.0),
-    ([1.0, 2.0, 3.0], 2.0),
+@pytest.mark.parametrize(("previous", "value", "want"), [
+    (None, 7.0, 0.0),  # a series' first sample
+    (3.0, 3.0, 0.0),
+    (1.0, 2.5, 1.5),
     # A drop is a restart from zero: the new value is the increment.
-    ([5.0, 1.0, 3.0], 3.0),
-    ([100.0, 110.0, 5.0, 15.0], 25.0),
-    ([10.0, 0.0], 0.0),
+    (5.0, 1.0, 1.0),
+    (110.0, 5.0, 5.0),
+    (10.0, 0.0, 0.0),
 ])
-def test_increase_handles_resets(values: list[float], want: float) -> None:
-    assert increase(values) == want
-    assert increase(values) >= 0
+def test_counter_step_handles_resets(previous: float | None, value: float, want: float) -> None:
+    assert counter_step(previous, value) == want

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
-from exporter.kube_targets import PodListError, PodWatcher, backoff_delay, parse_pod_list
+from exporter.kube_events import PodSourceError
+from exporter.kube_targets import PodWatcher, core_v1_api
 from exporter.targets import Target
 from tests.conftest import free_port
 from tests.exporter.fake_apiserver import FakeApiServer, core_v1, make_pod, status
@@ -54,32 +56,6 @@ def watchers() -> Iterator[Watchers]:
     yield start
     for watcher in started:
         watcher.stop(timeout=10)
-
-
-@pytest.mark.parametrize(("attempt", "jitter", "expected"), [
-    (0, 1.0, 0.5), (1, 1.0, 1.0), (3, 1.0, 4.0), (6, 1.0, 30.0), (10_000, 1.0, 30.0),
-    (0, 0.0, 0.25), (6, 0.0, 15.0), (2, 0.5, 1.5),
-])
-def test_backoff_doubles_caps_and_jitters(attempt: int, jitter: float, expected: float) -> None:
-    assert backoff_delay(attempt, initial=0.5, maximum=30.0, jitter=jitter) == pytest.approx(expected)
-
-
-def test_pod_list_is_keyed_by_uid() -> None:
-    body = {"kind": "PodList", "metadata": {"resourceVersion": "42"},
-            "items": [make_pod("a"), {"metadata": {"namespace": "x", "name": "no-uid"}}]}
-    pods, version = parse_pod_list(json.dumps(body).encode())
-    assert version == "42"
-    assert sorted(pods) == ["uid-demo-a", "x/no-uid"]
-
-
-@pytest.mark.parametrize("body", [
-    b"", b"not json", b"[]", b'{"items": []}', b'{"metadata": {}, "items": []}',
-    b'{"metadata": {"resourceVersion": ""}, "items": []}', b'{"metadata": {"resourceVersion": "1"}, "items": 3}',
-    b'{"metadata": {"resourceVersion": "1"}, "items": ["pod"]}', json.dumps(status(500, "x", "y")).encode(),
-])
-def test_malformed_pod_list_is_a_typed_error(body: bytes) -> None:
-    with pytest.raises(PodListError):
-        parse_pod_list(body)
 
 
 def _node_pods() -> list[dict[str, Any]]:
@@ -253,3 +229,36 @@ def test_stop_cuts_the_open_watch(apiserver: FakeApiServer, watchers: Watchers) 
     watcher.stop(timeout=10)
     assert not watcher.is_alive()
     assert watcher.failures == 0  # being stopped is not a failure
+
+
+def _no_cluster(monkeypatch: pytest.MonkeyPatch, kubeconfig: Path) -> None:
+    """Outside a cluster, with ``kubeconfig`` as the default kubeconfig location."""
+    from kubernetes import client
+    from kubernetes.config import kube_config
+
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    # The client reads $KUBECONFIG once, at import; and loading a config replaces its global
+    # default Configuration, which must not leak into other tests.
+    monkeypatch.setattr(kube_config, "KUBE_CONFIG_DEFAULT_LOCATION", str(kubeconfig))
+    monkeypatch.setattr(client.Configuration, "_default", client.Configuration._default)
+
+
+def test_core_v1_api_falls_back_to_the_kubeconfig(apiserver: FakeApiServer, tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    kubeconfig = {
+        "apiVersion": "v1", "kind": "Config", "current-context": "test",
+        "clusters": [{"name": "fake", "cluster": {"server": apiserver.url}}],
+        "users": [{"name": "me", "user": {"token": "dummy"}}],
+        "contexts": [{"name": "test", "context": {"cluster": "fake", "user": "me"}}],
+    }
+    (tmp_path / "config").write_text(yaml.safe_dump(kubeconfig))
+    _no_cluster(monkeypatch, tmp_path / "config")
+    apiserver.store.put(make_pod("a"))
+    pods = core_v1_api().list_pod_for_all_namespaces()
+    assert [p.metadata.name for p in pods.items] == ["a"]
+
+
+def test_core_v1_api_without_any_credentials_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _no_cluster(monkeypatch, tmp_path / "missing")
+    with pytest.raises(PodSourceError, match="kubeconfig"):
+        core_v1_api()

@@ -63,3 +63,11 @@ def test_reasons_are_a_closed_set() -> None:
     with pytest.raises(AssertionError):
         ScrapeError("other", "x")
     assert len(set(REASONS)) == len(REASONS)
+
+
+@pytest.mark.parametrize("value", ["+Inf", "inf", "1e999", "Infinity", "-5", "NaN"])
+def test_absurd_cache_config_fields_drop_only_that_field(value: str) -> None:
+    body = (f'vllm:cache_config_info{{block_size="{value}",engine="0",num_gpu_blocks="{value}"}} 1.0\n'
+            'vllm:num_requests_running{engine="0",model_name="m"} 1.0\n').encode()
+    reading = decode(body)
+    assert reading.cache["0"].block_size is None and reading.cache["0"].num_gpu_blocks_total is None

@@ -1,0 +1,93 @@
+"""PromQL for every served metric: the built-in mapping of the ``prometheus`` source.
+
+Pure. Each catalog family is read as the exporter's own series (Prometheus scrapes
+the exporter with ``honor_labels``), restricted to samples younger than the max
+age and to pods the exporter reports as serving. Quantile families fall back to
+``histogram_quantile`` over vLLM's own buckets (either name spelling: Prometheus
+may have stored ``vllm:`` as ``vllm_``), so they work before the exporter's window
+fills or when only vLLM is scraped. Pods are filtered client-side: no
+``pod=~"a|b|..."`` regex that grows with the deployment.
+"""
+
+from __future__ import annotations
+
+import re
+
+from adapter.provider import DEFAULT_QUANTILE, MetricInfo
+from adapter.selectors import Requirement, Selector
+
+# vLLM histogram behind each quantile family (PromQL name regex accepting ':' or '_').
+_HISTOGRAMS = {
+    "kvscale_vllm_ttft_seconds": "vllm[:_]time_to_first_token_seconds_bucket",
+    "kvscale_vllm_inter_token_latency_seconds": "vllm[:_]inter_token_latency_seconds_bucket",
+    "kvscale_vllm_e2e_latency_seconds": "vllm[:_]e2e_request_latency_seconds_bucket",
+    "kvscale_vllm_queue_time_seconds": "vllm[:_]request_queue_time_seconds_bucket",
+}
+
+
+def _string(value: str) -> str:
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
+
+
+def _alternation(values: frozenset[str]) -> str:
+    return _string("|".join(re.escape(v) for v in sorted(values)))
+
+
+def matcher(req: Requirement) -> str:
+    """One label-selector requirement as a PromQL matcher (same semantics, absent == empty)."""
+    if req.op == "exists":
+        return f'{req.key}!=""'
+    if req.op == "!":
+        return f'{req.key}=""'
+    if req.op in ("=", "!="):
+        return f"{req.key}{req.op}{_string(next(iter(req.values)))}"
+    op = "=~" if req.op == "in" else "!~"
+    return f"{req.key}{op}{_alternation(req.values)}"
+
+
+def _label_key(key: str) -> str:
+    # PromQL label names cannot hold '/' or '.', so such keys cannot match any series.
+    return key if re.fullmatch(r"[a-zA-Z_][a-zA-Z0-9_]*", key) else ""
+
+
+def matchers(namespace: str, selector: Selector) -> str | None:
+    """Matchers for a namespace and metric selector; None when the selector cannot match any series."""
+    parts = [f"namespace={_string(namespace)}"]
+    for req in selector.requirements:
+        if not _label_key(req.key):
+            if req.op in ("!", "notin", "!="):
+                continue  # a label that cannot exist satisfies a negative requirement
+            return None
+        parts.append(matcher(req))
+    return ",".join(parts)
+
+
+def _quantile(selector: Selector) -> str | None:
+    for req in selector.requirements:
+        if req.key == "quantile" and req.op in ("=", "in") and len(req.values) == 1:
+            return next(iter(req.values))
+    return None
+
+
+def query_for(info: MetricInfo, namespace: str, selector: Selector, *, max_age: float) -> str | None:
+    """The PromQL for one metric in one namespace; None when the selector matches nothing by construction."""
+    if info.quantiled and not selector.mentions("quantile"):
+        selector = Selector((*selector.requirements, Requirement("quantile", "=", frozenset({DEFAULT_QUANTILE}))))
+    sel = matchers(namespace, selector)
+    if sel is None:
+        return None
+    series = f"{info.name}{{{sel}}}"
+    age = f"{max_age:g}"
+    expr = f"({series} and (time() - timestamp({series})) <= {age})"
+    quantile = _quantile(selector) if info.quantiled else None
+    if quantile is not None and info.name in _HISTOGRAMS:
+        rest = Selector(tuple(r for r in selector.requirements if r.key != "quantile"))
+        bucket_sel = matchers(namespace, rest)
+        if bucket_sel is not None:
+            window = f"{info.window_seconds or 60}s"
+            buckets = f'{{__name__=~"{_HISTOGRAMS[info.name]}",{bucket_sel}}}'
+            fallback = (f"histogram_quantile({float(quantile):g}, sum by (namespace, pod, le) "
+                        f"(rate({buckets}[{window}])))")
+            expr = f"({expr} or on(namespace, pod) {fallback})"
+    not_serving = f"(kvscale_vllm_up{{namespace={_string(namespace)}}} == 0)"
+    return f"{expr} unless on(namespace, pod) {not_serving}"

@@ -1,0 +1,111 @@
+"""The provider interface: where metric values come from, knowing nothing of HTTP.
+
+The server resolves URLs and label selectors to pod names; a provider answers
+"what is metric M for these pods" from its source. A provider never invents a
+value: a pod without a fresh sample is simply absent from the answer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from adapter.selectors import EVERYTHING, Requirement, Selector
+from exporter import catalog
+
+
+class ProviderError(Exception):
+    """Base of every error a provider raises."""
+
+
+class UnknownMetricError(ProviderError):
+    """The metric is not one this adapter serves."""
+
+
+class AmbiguousMetricError(ProviderError):
+    """The metric selector picks more than one series for a pod (e.g. two quantiles)."""
+
+
+class SourceUnavailableError(ProviderError):
+    """The source (exporters, Prometheus) could not be read; the cause is chained and logged."""
+
+
+@dataclass(frozen=True)
+class MetricInfo:
+    """A metric the adapter serves: the catalog name and whether it is windowed."""
+
+    name: str
+    window_seconds: int | None
+    quantiled: bool
+
+
+@dataclass(frozen=True)
+class MetricQuery:
+    name: str
+    selector: Selector = EVERYTHING
+
+
+@dataclass(frozen=True)
+class PodValue:
+    """One pod's value; ``timestamp`` is Unix seconds of the sample, ``window`` its window if any."""
+
+    namespace: str
+    pod: str
+    value: float
+    timestamp: float
+    window_seconds: int | None
+
+
+class MetricsProvider(Protocol):
+    """Answers metric values by pod. Implementations: :mod:`adapter.direct`, :mod:`adapter.promsource`."""
+
+    def list_metrics(self) -> Sequence[MetricInfo]:
+        """Every metric this provider can serve (discovery)."""
+        ...
+
+    async def pod_value(self, namespace: str, pod: str, query: MetricQuery) -> PodValue | None:
+        """One pod's value, or None when it has no fresh sample."""
+        ...
+
+    async def pod_values(self, namespace: str, pods: Sequence[str], query: MetricQuery) -> list[PodValue]:
+        """Values for the pods that have a fresh sample, in the order given; others are left out."""
+        ...
+
+
+# Windowed families (quantiles, rates) carry the exporter's sliding window; gauges have none.
+_WINDOWED_UNITS = frozenset({"tokens per second", "events per second"})
+_RATIO_WINDOWED = frozenset({"kvscale_vllm_prefix_cache_hit_ratio", "kvscale_vllm_cost_per_million_tokens_dollars"})
+
+
+def served_metrics(window_seconds: int) -> tuple[MetricInfo, ...]:
+    """The per-pod vLLM families of the catalog, which are what the HPA can scale on."""
+    out = []
+    for fam in catalog.of_subsystem("vllm"):
+        if fam.name == "kvscale_vllm_up":
+            continue
+        quantiled = "quantile" in fam.labels
+        windowed = quantiled or fam.unit in _WINDOWED_UNITS or fam.name in _RATIO_WINDOWED
+        out.append(MetricInfo(fam.name, window_seconds if windowed else None, quantiled))
+    return tuple(out)
+
+
+DEFAULT_QUANTILE = "0.95"
+
+
+def effective_selector(info: MetricInfo, selector: Selector) -> Selector:
+    """Quantile families default to p95 when the metric selector does not say which quantile."""
+    if not info.quantiled or selector.mentions("quantile"):
+        return selector
+    return Selector((*selector.requirements, Requirement("quantile", "=", frozenset({DEFAULT_QUANTILE}))))
+
+
+def pick_one(namespace: str, pod: str, metric: str, candidates: list[float]) -> float | None:
+    """The pod's single matching series value; several is an error, none is None."""
+    if not candidates:
+        return None
+    if len(candidates) > 1:
+        raise AmbiguousMetricError(
+            f"metricLabelSelector selects {len(candidates)} series of {metric} for pod {namespace}/{pod}; "
+            "narrow it (for example quantile=0.95)")
+    return candidates[0]

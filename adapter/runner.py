@@ -1,0 +1,174 @@
+"""Assembles the adapter from its settings and serves until stopped.
+
+The only module that knows every part: it builds the clients, the pod inventory,
+the provider, the security chain and the app, and starts the background tasks
+(exporter refresh, certificate reload).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import ssl
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+from prometheus_client import CollectorRegistry
+
+from adapter.auth import AuthConfigError, Authenticator, ClusterAuth, RequestHeaderConfig, read_cluster_auth
+from adapter.authz import DelegatedAuthorizer
+from adapter.direct import DirectProvider, DirectSettings
+from adapter.endpoints import EndpointSource, KubeEndpoints, StaticEndpoints
+from adapter.inventory import PodInventory, load_pod_file
+from adapter.kube import KubePodCache
+from adapter.promsource import PrometheusProvider, PrometheusSettings
+from adapter.provider import MetricsProvider
+from adapter.selfmetrics import SelfMetrics
+from adapter.server import ResponseCache, Security, build_app
+from adapter.service import MetricsService
+from adapter.settings import AdapterSettings, SettingsError
+from adapter.tls import TLSFiles, build_context, watch
+
+log = logging.getLogger("adapter")
+
+
+def _kube_clients(settings: AdapterSettings) -> Any:
+    import kubernetes  # heavy import: only when a cluster is needed
+
+    if settings.kubeconfig:
+        kubernetes.config.load_kube_config(config_file=settings.kubeconfig)
+    else:
+        try:
+            kubernetes.config.load_incluster_config()
+        except kubernetes.config.ConfigException as exc:
+            raise SettingsError(f"not in a cluster and no --kubeconfig ({exc}); outside a cluster give "
+                                "--pods-file, --exporter-url and the CA files") from exc
+    return kubernetes
+
+
+def _cluster_auth(settings: AdapterSettings, kube: Any) -> ClusterAuth:
+    if settings.requestheader_client_ca_file is None and settings.client_ca_file is None:
+        return read_cluster_auth(kube.client.CoreV1Api())
+    rh = None
+    try:
+        if settings.requestheader_client_ca_file is not None:
+            rh = RequestHeaderConfig(settings.requestheader_client_ca_file.read_bytes(),
+                                     settings.requestheader_allowed_names, settings.requestheader_username_headers,
+                                     settings.requestheader_group_headers,
+                                     settings.requestheader_extra_headers_prefix)
+        client = settings.client_ca_file.read_bytes() if settings.client_ca_file else None
+    except OSError as exc:
+        raise AuthConfigError(f"cannot read a CA file: {exc}") from exc
+    return ClusterAuth(rh, client)
+
+
+def _inventory(settings: AdapterSettings, kube: Any) -> PodInventory:
+    if settings.pods_file is not None:
+        return load_pod_file(settings.pods_file)
+    cache = KubePodCache(core_api=kube.client.CoreV1Api(), watch_factory=kube.watch.Watch)
+    cache.start()
+    return cache
+
+
+def _provider(settings: AdapterSettings, session: aiohttp.ClientSession, kube: Any,
+              tasks: list[asyncio.Task[None]]) -> tuple[MetricsProvider, Any]:
+    if settings.source == "prometheus":
+        assert settings.prometheus_url is not None
+        prom = PrometheusProvider(session=session, settings=PrometheusSettings(
+            settings.prometheus_url, settings.prometheus_timeout, settings.prometheus_authorization,
+            settings.max_age, settings.window_seconds))
+        return prom, prom.freshness
+    endpoints: EndpointSource = StaticEndpoints(settings.exporter_urls) if settings.exporter_urls else \
+        KubeEndpoints(core_api=kube.client.CoreV1Api(), namespace=settings.exporter_namespace,
+                      label_selector=settings.exporter_selector, port=settings.exporter_port)
+    direct = DirectProvider(endpoints=endpoints, session=session, settings=DirectSettings(
+        settings.refresh_interval, settings.max_age, min(settings.refresh_interval, 5.0), settings.window_seconds))
+    tasks.append(asyncio.create_task(direct.run()))
+    return direct, direct.snapshot_ages
+
+
+async def run(settings: AdapterSettings) -> None:
+    kube = _kube_clients(settings) if settings.needs_kubernetes else None
+    tasks: list[asyncio.Task[None]] = []
+    async with aiohttp.ClientSession() as session:
+        provider, freshness = _provider(settings, session, kube, tasks)
+        registry = CollectorRegistry()
+        security, ssl_context = _security(settings, kube, tasks)
+        app = build_app(service=MetricsService(provider=provider, pods=_inventory(settings, kube)),
+                        security=security, metrics=SelfMetrics(registry=registry, freshness=freshness),
+                        external=settings.enable_external_metrics,
+                        # direct: ready once an exporter answered; prometheus is checked per request
+                        ready=lambda: bool(getattr(provider, "ready", True)),
+                        cache=ResponseCache(ttl=settings.refresh_interval))
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, settings.bind_address, settings.secure_port, ssl_context=ssl_context)
+        await site.start()
+        scheme = "http" if ssl_context is None else "https"
+        log.info("serving custom.metrics.k8s.io on %s://%s:%d (source %s)", scheme, settings.bind_address,
+                 settings.secure_port, settings.source)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
+        for task in tasks:
+            task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.gather(*tasks)
+        await runner.cleanup()
+
+
+def _security(settings: AdapterSettings, kube: Any, tasks: list[asyncio.Task[None]]) -> tuple[Security, Any]:
+    if settings.insecure_http:
+        log.warning("!!! --insecure-http: plain HTTP and NO AUTHENTICATION. For local demos only; never "
+                    "register this endpoint as an APIService. !!!")
+        return Security(authenticator=None), None
+    assert settings.tls_cert_file is not None and settings.tls_private_key_file is not None
+    cluster = _cluster_auth(settings, kube)
+    authenticator = Authenticator(requestheader=cluster.requestheader, client_ca_pem=cluster.client_ca_pem)
+    authorizer = DelegatedAuthorizer(authorization_api=kube.client.AuthorizationV1Api()) \
+        if settings.authorization_mode == "delegated" else None
+    security = Security(authenticator=authenticator, authorizer=authorizer)
+    cas = tuple(p for p in (settings.requestheader_client_ca_file, settings.client_ca_file) if p is not None)
+    files = TLSFiles(settings.tls_cert_file, settings.tls_private_key_file, cas)
+    ctx = build_context(TLSFiles(files.cert, files.key), extra_ca_pem=authenticator.trusted_pem)
+
+    def reload_authenticator() -> None:
+        # CA files may have rotated too: rebuild who we believe (the TLS store only ever grows).
+        if cas:
+            try:
+                fresh = _cluster_auth(settings, kube)
+                security.authenticator = Authenticator(requestheader=fresh.requestheader,
+                                                       client_ca_pem=fresh.client_ca_pem)
+            except AuthConfigError as exc:
+                log.error("CA reload failed, keeping the previous CAs: %s", exc)
+
+    tasks.append(asyncio.create_task(watch(ctx, files, interval=settings.cert_reload_interval,
+                                           on_reload=reload_authenticator)))
+    if not cas:
+        tasks.append(asyncio.create_task(_follow_configmap(kube, security, ctx, cluster,
+                                                           settings.cert_reload_interval)))
+    return security, ctx
+
+
+async def _follow_configmap(kube: Any, security: Security, ctx: ssl.SSLContext, current: ClusterAuth,
+                            interval: float) -> None:
+    """Re-read kube-system/extension-apiserver-authentication: the front-proxy CA rotates with the cluster."""
+    api = kube.client.CoreV1Api()
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            fresh = await asyncio.to_thread(read_cluster_auth, api)
+            if fresh == current:
+                continue
+            authenticator = Authenticator(requestheader=fresh.requestheader, client_ca_pem=fresh.client_ca_pem)
+            ctx.load_verify_locations(cadata=authenticator.trusted_pem.decode("ascii"))
+        except (AuthConfigError, ssl.SSLError, ValueError) as exc:
+            log.error("re-reading the front-proxy settings failed, keeping the previous ones: %s", exc)
+            continue
+        security.authenticator, current = authenticator, fresh
+        log.info("front-proxy settings changed in the cluster: reloaded")
