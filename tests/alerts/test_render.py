@@ -22,10 +22,10 @@ from alerts.render import (
     render_files,
     write_files,
 )
-from tests.conftest import REPO
+from tests.conftest import FIXTURES, REPO
 
-# The CRD schemas live in the shared checkout beside (or inside) the repository.
-_SCHEMA_NAME = Path("shared") / "schemas" / "monitoring.coreos.com_v1_prometheusrule.json"
+# The CRD schemas, copied from the project's shared schema set.
+_SCHEMA = FIXTURES / "schemas" / "monitoring.coreos.com_v1_prometheusrule.json"
 COMMITTED = REPO / "alerts" / "rules"
 GROUPS = build_groups(AlertsConfig())
 
@@ -37,11 +37,8 @@ def _rule_schema(schema: dict[str, Any]) -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def schema() -> dict[str, Any]:
-    for base in (REPO.parent, REPO):
-        if (base / _SCHEMA_NAME).exists():
-            loaded: dict[str, Any] = json.loads((base / _SCHEMA_NAME).read_text())
-            return loaded
-    pytest.fail(f"{_SCHEMA_NAME} not found beside or inside {REPO}")
+    loaded: dict[str, Any] = json.loads(_SCHEMA.read_text())
+    return loaded
 
 
 def test_prometheus_rule_validates_against_the_crd_schema(schema: dict[str, Any]) -> None:
