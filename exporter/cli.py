@@ -100,8 +100,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"kvscale-exporter: error: {exc}", file=sys.stderr)
         return 2
     # Collection parses in worker threads; a short GIL switch interval lets the HTTP loop
-    # take the GIL back within ~1 ms instead of 5 ms, which is what /metrics latency needs.
-    sys.setswitchinterval(0.001)
+    # take the GIL back within a fraction of a millisecond instead of 5 ms, which is what /metrics latency needs.
+    sys.setswitchinterval(0.0002)
     logging.basicConfig(level=settings.log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     from exporter.app import SetupError
