@@ -92,7 +92,13 @@ def _message(ax: Axes, text: str, color: str = COLORS["text"]) -> None:
 def _timeseries(ax: Axes, data: PanelData) -> None:
     unit = _unit(data.panel)
     for trace in data.traces:
-        ax.plot(trace.times, trace.values, linewidth=1.2, label=trace.name)
+        # A series with only a sample or two (a fresh Prometheus) is drawn as dots, not lost.
+        marker = "o" if len(trace.times) < 3 else None
+        ax.plot(trace.times, trace.values, linewidth=1.2, label=trace.name, marker=marker, markersize=3)
+    times = [t for trace in data.traces for t in trace.times]
+    if times and max(times) - min(times) < 60:
+        # Matplotlib would stretch a near-empty time range over days; show the last minute.
+        ax.set_xlim(max(times) - 60, max(times) + 2)
     ax.xaxis.set_major_formatter(FuncFormatter(lambda t, _pos: datetime.fromtimestamp(t, UTC).strftime("%H:%M:%S")))
     mode = data.panel.get("fieldConfig", {}).get("defaults", {}).get("custom", {}).get("thresholdsStyle", {})
     if mode.get("mode", "off") != "off":
