@@ -85,6 +85,9 @@ FAMILIES: tuple[Family, ...] = (
           "Output tokens generated per second over the sliding window."),
     _vllm("kvscale_vllm_preemptions_per_second", "events per second",
           "Preemptions per second over the sliding window."),
+    _vllm("kvscale_vllm_admission_rejections_per_second", "requests per second",
+          "Requests refused by vLLM's frontend queue limits per second over the sliding window, all reasons. "
+          "Absent on vLLM versions without admission limits."),
     _vllm("kvscale_vllm_prefix_cache_hit_ratio", "ratio",
           "Prefix-cache hit tokens over queried tokens in the sliding window. Absent with no queries."),
     _vllm("kvscale_vllm_cost_per_million_tokens_dollars", "dollars",

@@ -39,8 +39,8 @@ def engine_states(reading: PodReading, model: str) -> list[EngineState]:
     n_configs = max(1, len(reading.cache))
     states = []
     for (m, engine), e in sorted(reading.engines.items()):
-        if m != model:
-            continue
+        if m != model or not e.gauges:
+            continue  # frontend-only series (no engine label, counters only) are not an engine
         cache = reading.cache.get(engine) or (next(iter(reading.cache.values())) if len(reading.cache) == 1 else None)
         blocks = cache.num_gpu_blocks_total / n_configs if cache and cache.num_gpu_blocks_total else None
         states.append(EngineState(

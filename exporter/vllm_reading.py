@@ -25,6 +25,8 @@ COUNTERS: dict[str, tuple[str, ...]] = {
     "preemptions": ("num_preemptions_total",),
     "prefix_queries": ("prefix_cache_queries_total", "gpu_prefix_cache_queries_total"),
     "prefix_hits": ("prefix_cache_hits_total", "gpu_prefix_cache_hits_total"),
+    # Frontend counter: no engine label, one series per reason (summed here).
+    "admission_rejections": ("admission_rejections_total",),
 }
 HISTOGRAMS: dict[str, tuple[str, ...]] = {
     "ttft": ("time_to_first_token_seconds",),
@@ -104,7 +106,9 @@ def read(exposition: Exposition) -> PodReading:
         for labels, value in found:
             if not math.isfinite(value) or value < 0:
                 raise ReadingError(f"counter {short} has invalid value {value}")
-            _engine(reading, labels).counters[short] = value
+            # Series that differ only by another label (a reason, a source) add up.
+            counters = _engine(reading, labels).counters
+            counters[short] = counters.get(short, 0.0) + value
     for short, names in HISTOGRAMS.items():
         _read_histogram(reading, exposition, short, names)
     _read_cache_config(reading, exposition)

@@ -25,6 +25,7 @@ RATE_FAMILIES = {
     "prompt_tokens": "kvscale_vllm_prompt_tokens_per_second",
     "generation_tokens": "kvscale_vllm_generation_tokens_per_second",
     "preemptions": "kvscale_vllm_preemptions_per_second",
+    "admission_rejections": "kvscale_vllm_admission_rejections_per_second",
 }
 
 

@@ -15,7 +15,10 @@ def fixture(name: str) -> str:
 
 def test_dp2_fixture_gives_one_reading_per_engine() -> None:
     reading = read(parse(fixture("v0.33.0-dp2-optional-features.prom")))
-    assert sorted(reading.engines) == [("tiny-llama", "0"), ("tiny-llama", "1")]
+    # The frontend's admission counter has no engine label: it reads as engine "".
+    assert sorted(reading.engines) == [("tiny-llama", ""), ("tiny-llama", "0"), ("tiny-llama", "1")]
+    frontend = reading.engines[("tiny-llama", "")]
+    assert frontend.counters == {"admission_rejections": 1.0} and not frontend.gauges
     e0, e1 = reading.engines[("tiny-llama", "0")], reading.engines[("tiny-llama", "1")]
     assert (e0.gauges["kv_usage"], e1.gauges["kv_usage"]) == (0.25, 0.75)
     assert e0.gauges["running"] + e1.gauges["running"] == 11
