@@ -10,7 +10,6 @@ from __future__ import annotations
 from alerts.config import AlertsConfig
 from alerts.model import Alert, Group
 from alerts.promql import duration, kvscale, number
-from alerts.recording import ADMISSION_REJECTIONS
 from exporter.catalog import QUANTILES
 
 # Alert names; the runbook headings in docs/runbooks.md and the dashboards' links use them.
@@ -81,8 +80,8 @@ def _latency_and_queue(config: AlertsConfig) -> list[Alert]:
 def _engine_health(config: AlertsConfig) -> list[Alert]:
     t, s = config.thresholds, config.settings
     preempt = kvscale("kvscale_vllm_preemptions_per_second", s.exporter_selector)
-    window = duration(s.rate_window_seconds)
-    rejections = f"namespace_pod_model_reason:vllm_{ADMISSION_REJECTIONS.removesuffix('_total')}:rate{window}"
+    # The exporter's per-pod rate (all reasons): works without Prometheus scraping vLLM itself.
+    rejections = kvscale("kvscale_vllm_admission_rejections_per_second", s.exporter_selector)
     up = kvscale("kvscale_vllm_up", s.exporter_selector)
     return [
         Alert(PREEMPTIONS, f"{preempt} > {number(t.preemptions_per_second_alert)}",
@@ -95,9 +94,8 @@ def _engine_health(config: AlertsConfig) -> list[Alert]:
         Alert(ADMISSION_REJECTIONS_ALERT, f"{rejections} > {number(s.admission_rejections_per_second_alert)}",
               s.admission_rejections_for_seconds, "warning",
               "vLLM is rejecting requests at admission; clients are getting errors.",
-              f"{_POD} rejects {{{{ $value | printf \"%.2f\" }}}} requests per second because of "
-              "{{ $labels.reason }} (queue limit reached), for "
-              f"{duration(s.admission_rejections_for_seconds)}.",
+              f"{_POD} rejects {{{{ $value | printf \"%.2f\" }}}} requests per second at admission "
+              f"(a queue limit reached), for {duration(s.admission_rejections_for_seconds)}.",
               rejections),
         Alert(VLLM_TARGET_DOWN, f"{up} == 0", s.target_down_for_seconds, "warning",
               "The exporter cannot read a vLLM pod's metrics; the pod is invisible to autoscaling.",

@@ -29,7 +29,6 @@ KSM = 'job="kube-state-metrics", namespace=~"$namespace"'
 
 # vLLM's own histogram (Prometheus scrapes vLLM directly), spelled as the exporter reads it.
 VLLM_TTFT_BUCKET = f"vllm:{HISTOGRAMS['ttft'][0]}_bucket"
-VLLM_ADMISSION_REJECTIONS = "vllm:admission_rejections_total"
 
 # kube-state-metrics families the autoscaling views read.
 KSM_HPA_CURRENT = "kube_horizontalpodautoscaler_status_current_replicas"

@@ -29,6 +29,7 @@ QUEUE_TIME = c.metric("kvscale_vllm_queue_time_seconds")
 PROMPT = c.metric("kvscale_vllm_prompt_tokens_per_second")
 GENERATION = c.metric("kvscale_vllm_generation_tokens_per_second")
 PREEMPTIONS = c.metric("kvscale_vllm_preemptions_per_second")
+REJECTIONS = c.metric("kvscale_vllm_admission_rejections_per_second")
 SCRAPE = c.metric("kvscale_exporter_target_scrape_duration_seconds")
 COLLECTOR_OK = c.metric("kvscale_exporter_collector_success")
 COLLECTOR_TIME = c.metric("kvscale_exporter_collector_duration_seconds")
@@ -72,10 +73,10 @@ def _batch(t: Thresholds) -> list[PanelBuilder]:
                         "flat: the batch is limited by KV cache or max_num_seqs. " + WAITING.help),
         timeseries_panel(
             "Admission rejections per second",
-            [Query(f"sum by (pod) (rate({c.VLLM_ADMISSION_REJECTIONS}{{{c.VLLM}}}[$__rate_interval]))", "{{pod}}")],
+            [Query(f"{REJECTIONS.name}{{{c.VLLM}}}", "{{pod}}")],
             unit="reqps", runbooks=[c.ALERT_REJECTIONS],
-            description="Requests vLLM refused at admission (from vLLM's own counter, scraped by Prometheus). "
-                        "Any steady rate means clients see errors: scale out or raise the queue limit."),
+            description=REJECTIONS.help + " Any steady rate means clients see errors: scale out or raise the "
+                                          "queue limit."),
     ]
 
 

@@ -123,16 +123,11 @@ CASES: tuple[Case, ...] = (
          ((_vllm_series("kvscale_vllm_preemptions_per_second", "0.09x30"),),
           (_vllm_series("kvscale_vllm_preemptions_per_second", "0.1x30"),))),
     Case("KvscaleAdmissionRejections", 5,
-         # 6 rejections a minute = 0.1/s; vLLM's own counter, without an engine label.
-         (('vllm:admission_rejections_total{job="vllm", namespace="demo", pod="vllm-a", '
-           'model_name="tiny-llama", reason="max_num_queued_reqs"}', "0+6x30"),),
-         (Firing({"namespace": "demo", "pod": "vllm-a", "model_name": "tiny-llama",
-                  "reason": "max_num_queued_reqs"},
-                 "demo/vllm-a (tiny-llama) rejects 0.10 requests per second because of max_num_queued_reqs "
-                 "(queue limit reached), for 5m."),),
-         ((('vllm:admission_rejections_total{job="vllm", namespace="demo", pod="vllm-a", '
-            'model_name="tiny-llama", reason="max_num_queued_reqs"}', "5x30"),),),
-         true_from=1),
+         (_vllm_series("kvscale_vllm_admission_rejections_per_second", "0.1x30"),),
+         (Firing(POD_LABELS, "demo/vllm-a (tiny-llama) rejects 0.10 requests per second at admission "
+                             "(a queue limit reached), for 5m."),),
+         # The line is 0 rejections per second: none at all stays quiet.
+         ((_vllm_series("kvscale_vllm_admission_rejections_per_second", "0x30"),),)),
     Case("KvscaleVLLMTargetDown", 10,
          (_vllm_series("kvscale_vllm_up", "0x30"),),
          (Firing(POD_LABELS, "The exporter has not read /metrics of demo/vllm-a (tiny-llama) for 10m: the "
