@@ -174,21 +174,26 @@ def start_target(procs: Processes, name: str, fixture: Path, *, growth: float = 
     return url
 
 
-def start_exporter(procs: Processes, name: str, targets: dict[str, str], *extra: str) -> str:
-    """A real exporter process over ``targets`` ("namespace/pod" -> base URL); its base URL once ready."""
+def start_exporter(procs: Processes, name: str, targets: dict[str, str], *extra: str,
+                   env: dict[str, str] | None = None) -> str:
+    """A real exporter process over ``targets`` ("namespace/pod" -> base URL); its base URL once ready.
+
+    ``--nvml off`` unless ``extra`` says otherwise (a later flag wins)."""
     port = free_port()
     args = [PYTHON, "-m", "exporter", "--listen", f"127.0.0.1:{port}", "--nvml", "off",
             "--interval", "1", "--window", "30", "--scrape-timeout", "0.5"]
     for key, url in targets.items():
         args += ["--vllm-target", f"{key}={url}/metrics"]
-    procs.start(name, [*args, *extra])
+    procs.start(name, [*args, *extra], env=env)
     url = f"http://127.0.0.1:{port}"
     wait_http(url + "/readyz")
     return url
 
 
 class Stack:
-    """Simulated vLLM pods, a real exporter over them, and a real Prometheus scraping all."""
+    """Simulated vLLM pods and GPUs, a real exporter over them, and a real Prometheus scraping all."""
+
+    node = "gpu-node-1"
 
     def __init__(self, procs: Processes, prometheus: PrometheusServer, exporter_url: str,
                  targets: dict[str, str]) -> None:
@@ -203,16 +208,32 @@ def _host(url: str) -> str:
 
 
 @pytest.fixture(scope="session")
-def scraped_stack() -> Iterator[Stack]:
+def scraped_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    # The GPU half runs for real too: pynvml over the fake libnvidia-ml (8 H100s, one lost, one
+    # XID event) and a fake kubelet attributing GPUs 0-1 to vllm-a and 2 to vllm-b.
+    from tests.exporter.gpu.fakenvml import H100X8, compile_fake, profile_uuids
+    from tests.exporter.gpu.kubelet import FakeKubelet
+
     procs = Processes()
     prometheus: PrometheusServer | None = None
+    kubelet = FakeKubelet()
     try:
+        nvml_dir = compile_fake(tmp_path_factory.mktemp("nvml"))
+        control = nvml_dir / "control"
+        control.write_text("lost 7\nxid 5 79 -1\n")
+        uuids = profile_uuids(H100X8)
+        kubelet.pods = {("demo", "vllm-a"): {"vllm": [("nvidia.com/gpu", uuids[0:2])]},
+                        ("demo", "vllm-b"): {"vllm": [("nvidia.com/gpu", uuids[2:3])]}}
         targets = {
             "vllm-a": start_target(procs, "vllm-a", VLLM_FIXTURES / "v0.33.0-dp2-optional-features.prom"),
             "vllm-b": start_target(procs, "vllm-b", VLLM_FIXTURES / "v0.33.0-single-engine.prom"),
         }
-        exporter_url = start_exporter(procs, "exporter", {f"demo/{pod}": url for pod, url in targets.items()},
-                                      "--gpu-price-per-hour", "2.5")
+        exporter_url = start_exporter(
+            procs, "exporter", {f"demo/{pod}": url for pod, url in targets.items()},
+            "--gpu-price-per-hour", "2.5", "--nvml", "on", "--node-name", Stack.node,
+            "--pod-resources-socket", kubelet.socket,
+            env={"LD_LIBRARY_PATH": str(nvml_dir), "FAKE_NVML_PROFILE": str(H100X8),
+                 "FAKE_NVML_CONTROL": str(control)})
         scrape = [
             {"job_name": "kvscale-exporter", "honor_labels": True,
              "static_configs": [{"targets": [_host(exporter_url)]}]},
@@ -229,11 +250,14 @@ def scraped_stack() -> Iterator[Stack]:
         prometheus = PrometheusServer({"scrape_configs": scrape}, rules)
         prometheus.wait_for("kvscale_vllm_ttft_seconds", timeout=60, min_results=8)
         prometheus.wait_for('up{job="vllm"} == 1', timeout=60, min_results=len(targets))
+        prometheus.wait_for('kvscale_gpu_up{pod!=""}', timeout=60, min_results=3)
         yield Stack(procs, prometheus, exporter_url, targets)
     finally:
         if prometheus is not None:
             prometheus.close()
         procs.stop()
+        kubelet.stop()
+        shutil.rmtree(kubelet.dir, ignore_errors=True)
 
 
 def start_static(procs: Processes, name: str, path: Path) -> str:

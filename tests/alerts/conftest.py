@@ -1,9 +1,8 @@
 """Fixtures of the alert tests: a second Prometheus for rules the shared stack cannot feed.
 
-The shared stack runs the exporter with ``--nvml off`` and its kube-state-metrics file has no
-pod-owner series, so the GPU alerts and the pod -> workload -> HPA join are evaluated on a
-second real Prometheus. It loads the committed rules and scrapes the stack's real exporter,
-synthetic GPU series, the stack's kube-state-metrics file and the owner series of
+The pod -> workload -> HPA join is evaluated on a second real Prometheus. It loads the
+committed rules and scrapes the stack's real exporter (vLLM and fake-NVML GPU series), the
+stack's kube-state-metrics file and the owner series of
 tests/fixtures/alerts/kube-state-metrics-owners.prom.
 """
 
@@ -15,7 +14,6 @@ import pytest
 
 from tests.conftest import FIXTURES, REPO, Processes, PrometheusServer, Stack, start_target
 
-GPU_FIXTURE = FIXTURES / "dashboards" / "gpu.prom"
 KSM_FIXTURE = FIXTURES / "kube-state-metrics.prom"
 OWNERS_FIXTURE = FIXTURES / "alerts" / "kube-state-metrics-owners.prom"
 RULES = REPO / "alerts" / "rules"
@@ -30,12 +28,11 @@ def extras_prometheus(scraped_stack: Stack) -> Iterator[PrometheusServer]:
     procs = Processes()
     prometheus: PrometheusServer | None = None
     try:
-        gpu = start_target(procs, "gpu-exporter", GPU_FIXTURE, growth=0.05)  # growth: the XID counter climbs
         ksm = start_target(procs, "kube-state-metrics", KSM_FIXTURE, growth=0.0)
         owners = start_target(procs, "kube-state-metrics-owners", OWNERS_FIXTURE, growth=0.0)
         prometheus = PrometheusServer({"scrape_configs": [
             {"job_name": "kvscale-exporter", "honor_labels": True,
-             "static_configs": [{"targets": [_host(scraped_stack.exporter_url), _host(gpu)]}]},
+             "static_configs": [{"targets": [_host(scraped_stack.exporter_url)]}]},
             {"job_name": "kube-state-metrics", "honor_labels": True,
              "static_configs": [{"targets": [_host(ksm), _host(owners)]}]},
         ]}, sorted(RULES.glob("*.rules.yml")))
