@@ -22,8 +22,8 @@ from tests.conftest import PrometheusServer, Stack
 GROUPS = build_groups(AlertsConfig())
 RECORDINGS = sorted({r.record for g in GROUPS for r in g.recordings()})
 ALERTS = all_alerts(GROUPS)
-# Inputs the shared stack lacks (no NVML, no pod-owner series): read on the extras server.
-_EXTRAS_INPUTS = ("kvscale_gpu_", POD_WORKLOAD, WORKLOAD_SATURATION, HPA_SATURATION)
+# The pod -> workload -> HPA join reads the owner series only the extras server scrapes.
+_EXTRAS_INPUTS = (POD_WORKLOAD, WORKLOAD_SATURATION, HPA_SATURATION)
 ABSENT = {"KvscaleExporterAbsent", "KvscaleAdapterAbsent"}
 
 
