@@ -1,7 +1,9 @@
-"""The committed rules in real Prometheus servers fed by the real exporter and vLLM fixtures.
+"""The committed rules in a real Prometheus fed by the real exporter and vLLM fixtures.
 
-Every recording rule must produce series and every alert's input (its expression without the
-threshold) must return data, so no rule silently reads a series that does not exist.
+The shared stack's Prometheus scrapes the exporter (vLLM and fake-NVML GPU series) and the
+kube-state-metrics fixture, owner series included. Every recording rule must produce series and
+every alert's input (its expression without the threshold) must return data,
+so no rule silently reads a series that does not exist.
 """
 
 from __future__ import annotations
@@ -14,29 +16,15 @@ from typing import Any
 import pytest
 
 from alerts.config import AlertsConfig
-from alerts.model import Alert, Recording
-from alerts.recording import HPA_SATURATION, POD_WORKLOAD, WORKLOAD_SATURATION
+from alerts.model import Alert
+from alerts.recording import HPA_SATURATION
 from alerts.render import all_alerts, build_groups
 from tests.conftest import PrometheusServer, Stack
 
 GROUPS = build_groups(AlertsConfig())
 RECORDINGS = sorted({r.record for g in GROUPS for r in g.recordings()})
 ALERTS = all_alerts(GROUPS)
-# The pod -> workload -> HPA join reads the owner series only the extras server scrapes.
-_EXTRAS_INPUTS = (POD_WORKLOAD, WORKLOAD_SATURATION, HPA_SATURATION)
 ABSENT = {"KvscaleExporterAbsent", "KvscaleAdapterAbsent"}
-
-
-def _needs_extras(expr: str) -> bool:
-    return any(name in expr for name in _EXTRAS_INPUTS)
-
-
-def _recording_expr(record: str) -> str:
-    return next(r.expr for g in GROUPS for r in g.rules if isinstance(r, Recording) and r.record == record)
-
-
-def _server(expr: str, stack: Stack, extras: PrometheusServer) -> PrometheusServer:
-    return extras if _needs_extras(expr) else stack.prometheus
 
 
 def _rules_api(server: PrometheusServer) -> list[dict[str, Any]]:
@@ -46,17 +34,16 @@ def _rules_api(server: PrometheusServer) -> list[dict[str, Any]]:
 
 
 @pytest.mark.parametrize("record", RECORDINGS)
-def test_recording_rule_produces_series(record: str, scraped_stack: Stack,
-                                        extras_prometheus: PrometheusServer) -> None:
-    server = _server(_recording_expr(record) + record, scraped_stack, extras_prometheus)
+def test_recording_rule_produces_series(record: str, scraped_stack: Stack) -> None:
+    server = scraped_stack.prometheus
     # Rates over the 5m window need two scrapes of the counters; wait_for polls until they exist.
     result = server.wait_for(record, timeout=60)
     assert all(r["metric"]["__name__"] == record for r in result)
 
 
 @pytest.mark.parametrize("alert", [a for a in ALERTS if a.alert not in ABSENT], ids=lambda a: a.alert)
-def test_alert_input_returns_data(alert: Alert, scraped_stack: Stack, extras_prometheus: PrometheusServer) -> None:
-    server = _server(alert.expr, scraped_stack, extras_prometheus)
+def test_alert_input_returns_data(alert: Alert, scraped_stack: Stack) -> None:
+    server = scraped_stack.prometheus
     result = server.wait_for(alert.probe, timeout=60)
     assert result, alert.probe
     server.query(alert.expr)  # the full expression parses and evaluates too
@@ -74,20 +61,19 @@ def test_adapter_absent_fires_without_an_adapter(scraped_stack: Stack) -> None:
     assert scraped_stack.prometheus.wait_for(alert.expr)
 
 
-def test_hpa_alerts_see_the_unhealthy_fixture_hpa(extras_prometheus: PrometheusServer) -> None:
+def test_hpa_alerts_see_the_unhealthy_fixture_hpa(scraped_stack: Stack) -> None:
+    server = scraped_stack.prometheus
     # The fixture HPA reports ScalingActive=False while targeting a kvscale metric: the condition holds.
     alert = next(a for a in ALERTS if a.alert == "KvscaleHPAMetricsUnavailable")
-    result = extras_prometheus.wait_for(alert.expr, timeout=60)
+    result = server.wait_for(alert.expr, timeout=60)
     assert {r["metric"]["horizontalpodautoscaler"] for r in result} == {"vllm"}
     # Both stack pods belong to the HPA's Deployment through the owner series: one HPA, one value.
-    saturation = extras_prometheus.wait_for(HPA_SATURATION, timeout=60)
+    saturation = server.wait_for(HPA_SATURATION, timeout=60)
     assert [r["metric"]["horizontalpodautoscaler"] for r in saturation] == ["vllm"]
 
 
-@pytest.mark.parametrize("server_name", ["stack", "extras"])
-def test_every_group_evaluates_without_errors(server_name: str, scraped_stack: Stack,
-                                              extras_prometheus: PrometheusServer) -> None:
-    server = scraped_stack.prometheus if server_name == "stack" else extras_prometheus
+def test_every_group_evaluates_without_errors(scraped_stack: Stack) -> None:
+    server = scraped_stack.prometheus
     deadline = time.monotonic() + 30
     while True:
         groups = {g["name"]: g for g in _rules_api(server)}
