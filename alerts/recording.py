@@ -12,8 +12,9 @@ from alerts.promql import duration, kvscale, matchers, number, vllm
 from exporter.catalog import QUANTILES
 from exporter.vllm_reading import COUNTERS, HISTOGRAMS
 
-# vLLM counter the exporter does not read; rejections are alerted on from Prometheus' scrape of vLLM.
-ADMISSION_REJECTIONS = "admission_rejections_total"
+# vLLM's admission counter as the exporter reads it; the recording rule keeps vLLM's per-reason
+# breakdown for Prometheus-mode users (the alert reads the exporter's all-reasons rate).
+ADMISSION_REJECTIONS = COUNTERS["admission_rejections"][0]
 
 _MODEL = "namespace, model_name"
 _POD = "namespace, pod, model_name"
