@@ -30,8 +30,8 @@ from adapter.provider import (
     pick_one,
     served_metrics,
 )
-from exporter import catalog
-from exporter.exposition import ExpositionError, Labels, parse_bytes, selection
+from exporter.contract import catalog
+from exporter.contract.exposition import ExpositionError, Labels, parse_bytes, selection
 
 log = logging.getLogger(__name__)
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from adapter.selectors import EVERYTHING, Requirement, Selector
-from exporter import catalog
+from exporter.contract import catalog
 
 
 class ProviderError(Exception):

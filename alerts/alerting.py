@@ -10,7 +10,7 @@ from __future__ import annotations
 from alerts.config import AlertsConfig
 from alerts.model import Alert, Group
 from alerts.promql import duration, kvscale, number
-from exporter.catalog import QUANTILES
+from exporter.contract.catalog import QUANTILES
 
 # Alert names; the runbook headings in docs/runbooks.md and the dashboards' links use them.
 KV_CACHE_NEARLY_FULL = "KvscaleKVCacheNearlyFull"

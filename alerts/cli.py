@@ -14,7 +14,7 @@ from pathlib import Path
 
 from alerts.config import AlertSettings, load_config
 from alerts.render import RenderError, build_groups, render_files, write_files
-from exporter.thresholds import ThresholdsError, describe
+from exporter.contract.policy import ThresholdsError, describe
 
 log = logging.getLogger("kvscale.alerts")
 

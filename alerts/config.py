@@ -1,7 +1,7 @@
 """Alert settings: the thresholds object plus what only the rules need (selectors, durations).
 
 Like kubernetes-mixin's ``_config``: every selector, window and duration is named once here
-and interpolated into the rules. Policy thresholds come from ``exporter.thresholds`` (the
+and interpolated into the rules. Policy thresholds come from ``exporter.contract.policy`` (the
 one definition shared with dashboards and HPA targets); the fields below are the ones the
 thresholds object does not (yet) carry. One YAML mapping or ``--set`` list feeds both.
 """
@@ -16,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from exporter.thresholds import Thresholds, ThresholdsError, from_mapping
+from exporter.contract.policy import Thresholds, ThresholdsError, from_mapping
 
 
 @dataclass(frozen=True)

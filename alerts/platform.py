@@ -11,7 +11,7 @@ from alerts.config import AlertsConfig
 from alerts.model import Alert, Group
 from alerts.promql import duration, kvscale, matchers, number
 from alerts.recording import HPA_SATURATION
-from exporter.catalog import FAMILIES
+from exporter.contract.catalog import FAMILIES
 
 GPU_LOST = "KvscaleGPULost"
 GPU_XID_ERRORS = "KvscaleGPUXidErrors"

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 
-from exporter.catalog import family
+from exporter.contract.catalog import family
 
 _UNITS = (("d", 86400), ("h", 3600), ("m", 60), ("s", 1))
 _VLLM_NAME = re.compile(r"^[a-z_][a-z0-9_]*$")

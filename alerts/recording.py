@@ -9,8 +9,8 @@ from __future__ import annotations
 from alerts.config import AlertsConfig
 from alerts.model import Group, Recording
 from alerts.promql import duration, kvscale, matchers, number, vllm
-from exporter.catalog import QUANTILES
-from exporter.vllm_reading import COUNTERS, HISTOGRAMS
+from exporter.contract.catalog import QUANTILES
+from exporter.contract.vllm_names import COUNTERS, HISTOGRAMS
 
 # vLLM's admission counter as the exporter reads it; the recording rule keeps vLLM's per-reason
 # breakdown for Prometheus-mode users (the alert reads the exporter's all-reasons rate).

@@ -33,12 +33,12 @@ import psutil
 from prometheus_client.parser import text_string_to_metric_families
 
 from exporter.app import Exporter
-from exporter.exposition import parse
-from exporter.scrape import decode
+from exporter.contract.exposition import parse
 from exporter.settings import Settings
-from exporter.targets import StaticTargets, parse_static
-from exporter.vllm_collector import VllmCollector
-from exporter.vllm_series import VllmPolicy
+from exporter.vllm.collector import VllmCollector
+from exporter.vllm.scrape import decode
+from exporter.vllm.series import VllmPolicy
+from exporter.vllm.targets import StaticTargets, parse_static
 
 REPO = Path(__file__).resolve().parent.parent
 FIXTURE = REPO / "tests" / "fixtures" / "vllm" / "v0.33.0-dp2-optional-features.prom"
@@ -287,9 +287,9 @@ def import_rss(modules: str) -> float:
 
 
 def import_rows() -> list[Row]:
-    static, kube = import_rss("exporter.app"), import_rss("exporter.app, exporter.kube_targets, kubernetes.client")
+    static, kube = import_rss("exporter.app"), import_rss("exporter.app, exporter.vllm.kube_targets, kubernetes.client")
     return [Row("import RSS: exporter.app", static, "MiB"),
-            Row("import RSS: + exporter.kube_targets, kubernetes.client", kube, "MiB"),
+            Row("import RSS: + exporter.vllm.kube_targets, kubernetes.client", kube, "MiB"),
             Row("import RSS: cost of the kubernetes client (--kubernetes on)", kube - static, "MiB")]
 
 

@@ -31,7 +31,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))  # the fake kubelet and process helpers live with the tests
 
 from exporter.collector import CycleContext  # noqa: E402
-from exporter.exposition import parse_bytes  # noqa: E402
+from exporter.contract.exposition import parse_bytes  # noqa: E402
 from exporter.gpu import build_collector  # noqa: E402
 from exporter.gpu.collector import GpuCollector  # noqa: E402
 from tests.conftest import PYTHON, VLLM_FIXTURES, Processes, free_port, start_target, wait_http  # noqa: E402

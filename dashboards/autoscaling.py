@@ -10,7 +10,7 @@ from grafana_foundation_sdk.builders import dashboard as db
 
 from dashboards import common as c
 from dashboards.panels import BAD, OK, WARN, Line, PanelBuilder, Query, layout, stat_panel, timeseries_panel
-from exporter.thresholds import Thresholds
+from exporter.contract.policy import Thresholds
 
 UID = "kvscale-autoscaling"
 

@@ -15,7 +15,7 @@ from grafana_foundation_sdk.builders import dashboard as db
 from grafana_foundation_sdk.cog.encoder import JSONEncoder
 
 from dashboards import autoscaling, engine, fleet, gpu
-from exporter.thresholds import Thresholds
+from exporter.contract.policy import Thresholds
 
 # File stem -> builder. Order is the order a reader meets them: fleet first.
 DASHBOARDS: dict[str, Callable[[Thresholds], db.Dashboard]] = {

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from dashboards import build
-from exporter.thresholds import Thresholds, ThresholdsError, load
+from exporter.contract.policy import Thresholds, ThresholdsError, load
 
 
 def _thresholds(path: str | None) -> Thresholds:

@@ -11,8 +11,8 @@ from __future__ import annotations
 from grafana_foundation_sdk.builders import dashboard as db
 from grafana_foundation_sdk.models import dashboard as model
 
-from exporter.catalog import Family, family
-from exporter.vllm_reading import HISTOGRAMS
+from exporter.contract.catalog import Family, family
+from exporter.contract.vllm_names import HISTOGRAMS
 
 DATASOURCE = model.DataSourceRef(type_val="prometheus", uid="${datasource}")
 TAG = "kvscale"

@@ -10,8 +10,8 @@ from grafana_foundation_sdk.builders import dashboard as db
 
 from dashboards import common as c
 from dashboards.panels import WARN, Line, PanelBuilder, Query, layout, timeseries_panel
-from exporter.catalog import Family
-from exporter.thresholds import Thresholds
+from exporter.contract.catalog import Family
+from exporter.contract.policy import Thresholds
 
 UID = "kvscale-engine"
 

@@ -21,7 +21,7 @@ from dashboards.panels import (
     table_panel,
     timeseries_panel,
 )
-from exporter.thresholds import Thresholds
+from exporter.contract.policy import Thresholds
 
 UID = "kvscale-gpu"
 

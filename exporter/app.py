@@ -22,9 +22,9 @@ from exporter import __version__
 from exporter.collector import Collector, CollectorRun, CycleContext, Series, health_series, run_collector
 from exporter.render import CONTENT_TYPE, SnapshotCollector, new_registry, render
 from exporter.settings import Settings
-from exporter.targets import StaticTargets, TargetError, TargetSource, parse_static
-from exporter.vllm_collector import VllmCollector
-from exporter.vllm_series import VllmPolicy
+from exporter.vllm.collector import VllmCollector
+from exporter.vllm.series import VllmPolicy
+from exporter.vllm.targets import StaticTargets, TargetError, TargetSource, parse_static
 
 log = logging.getLogger(__name__)
 
@@ -127,8 +127,8 @@ def target_source(settings: Settings, environ: dict[str, str]) -> tuple[TargetSo
         return StaticTargets([]), None
     if not settings.node_name:
         raise SetupError("Kubernetes discovery needs --node-name (or NODE_NAME from the downward API)")
-    from exporter.kube_events import PodSourceError
-    from exporter.kube_targets import PodWatcher, core_v1_api
+    from exporter.contract.kube_events import PodSourceError
+    from exporter.vllm.kube_targets import PodWatcher, core_v1_api
 
     try:
         api = core_v1_api()

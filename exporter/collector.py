@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from exporter.catalog import BY_NAME
+from exporter.contract.catalog import BY_NAME
 
 log = logging.getLogger(__name__)
 

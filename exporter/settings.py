@@ -13,7 +13,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from exporter.thresholds import Thresholds, ThresholdsError, from_mapping
+from exporter.contract.policy import Thresholds, ThresholdsError, from_mapping
 
 
 class SettingsError(ValueError):

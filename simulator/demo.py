@@ -22,7 +22,7 @@ import aiohttp
 from aiohttp import web
 
 from exporter.app import serve
-from exporter.exposition import parse
+from exporter.contract.exposition import parse
 from exporter.settings import build
 from simulator.target import TargetState, load_template, make_app
 

@@ -11,8 +11,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from exporter.catalog import family
 from exporter.collector import Series
+from exporter.contract.catalog import family
 
 Owner = tuple[str, str, str]
 """(namespace, pod, container) holding a device."""

@@ -7,7 +7,7 @@ from adapter.direct import DirectProvider, DirectSettings, read_exposition
 from adapter.endpoints import StaticEndpoints
 from adapter.provider import AmbiguousMetricError, MetricQuery, SourceUnavailableError, UnknownMetricError
 from adapter.selectors import parse_selector
-from exporter.exposition import ExpositionError
+from exporter.contract.exposition import ExpositionError
 from tests.adapter.helpers import EXPOSITION, FakeExporter
 
 

@@ -24,7 +24,7 @@ from adapter.promsource import PrometheusProvider, PrometheusSettings
 from adapter.provider import MetricQuery, SourceUnavailableError, served_metrics
 from adapter.quantity import format_quantity
 from adapter.selectors import parse_selector
-from exporter.exposition import parse_bytes
+from exporter.contract.exposition import parse_bytes
 from tests.conftest import (
     PYTHON,
     VLLM_FIXTURES,

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from alerts.config import AlertsConfig, AlertSettings, config_from_mapping, load_config, parse_assignments
-from exporter.thresholds import Thresholds, ThresholdsError
+from exporter.contract.policy import Thresholds, ThresholdsError
 
 
 def test_defaults_are_the_shared_thresholds() -> None:

@@ -8,7 +8,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from bench import bench_exporter as bench
-from exporter.exposition import parse
+from exporter.contract.exposition import parse
 
 SMALL = bench.FIXTURE.read_text(encoding="utf-8")
 
@@ -61,6 +61,6 @@ def test_quick_run_produces_every_row() -> None:
         "collection: run_cycle, 8 DP=2 targets, wall median", "collection: run_cycle, 8 DP=2 targets, wall p95",
         "collection: run_cycle, 8 DP=2 targets, exporter CPU", "/metrics, 20 scrapers x 10 back to back",
         "/metrics, 20 scrapers x 10 paced", "exporter process RSS", "import RSS: exporter.app",
-        "import RSS: + exporter.kube_targets", "import RSS: cost of the kubernetes client",
+        "import RSS: + exporter.vllm.kube_targets", "import RSS: cost of the kubernetes client",
     ])
     assert len(rows) == 19

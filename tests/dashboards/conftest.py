@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from dashboards import build
-from exporter.thresholds import Thresholds
+from exporter.contract.policy import Thresholds
 
 
 @pytest.fixture(scope="session")

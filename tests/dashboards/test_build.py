@@ -13,7 +13,7 @@ import yaml
 from alerts.runbooks import heading_anchors
 from dashboards import build
 from dashboards.build import all_panels
-from exporter.thresholds import Thresholds, from_mapping
+from exporter.contract.policy import Thresholds, from_mapping
 from tests.conftest import REPO
 
 

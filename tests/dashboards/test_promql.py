@@ -9,8 +9,8 @@ import pytest
 
 from dashboards import build
 from dashboards.promql import UnknownVariableError, legend, panel_queries, substitute
-from exporter.catalog import BY_NAME
-from exporter.thresholds import Thresholds
+from exporter.contract.catalog import BY_NAME
+from exporter.contract.policy import Thresholds
 
 VALUES = {"namespace": "demo", "model": "tiny-llama", "pod": "vllm-a", "node": "gpu-node-1"}
 

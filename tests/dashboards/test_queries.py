@@ -12,7 +12,7 @@ import pytest
 
 from dashboards import build
 from dashboards.promql import PanelQuery, panel_queries, substitute
-from exporter.thresholds import Thresholds
+from exporter.contract.policy import Thresholds
 from tests.conftest import Stack
 
 # The stack's values for the dashboard variables; ``node`` exists only in the GPU series.

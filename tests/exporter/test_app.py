@@ -10,9 +10,9 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from exporter.app import Exporter, serve
 from exporter.settings import build
-from exporter.targets import StaticTargets
-from exporter.vllm_collector import VllmCollector
-from exporter.vllm_series import VllmPolicy
+from exporter.vllm.collector import VllmCollector
+from exporter.vllm.series import VllmPolicy
+from exporter.vllm.targets import StaticTargets
 from tests.conftest import free_port
 from tests.exporter.helpers import SINGLE, vllm_target
 

@@ -12,11 +12,11 @@ import pytest
 
 from exporter.app import Exporter
 from exporter.collector import CycleContext, Series
-from exporter.exposition import parse
+from exporter.contract.exposition import parse
 from exporter.settings import Settings, build
-from exporter.targets import StaticTargets, parse_static
-from exporter.vllm_collector import VllmCollector
-from exporter.vllm_series import VllmPolicy
+from exporter.vllm.collector import VllmCollector
+from exporter.vllm.series import VllmPolicy
+from exporter.vllm.targets import StaticTargets, parse_static
 from tests.conftest import FIXTURES, free_port
 from tests.exporter.helpers import DP2, SINGLE, ManualClock, vllm_target
 

@@ -6,7 +6,7 @@ import subprocess
 
 import pytest
 
-from exporter.exposition import parse
+from exporter.contract.exposition import parse
 from simulator.demo import table
 from simulator.target import TargetState, load_template, render
 from tests.conftest import PYTHON, REPO

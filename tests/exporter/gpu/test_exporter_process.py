@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from exporter.exposition import Exposition, parse_bytes
+from exporter.contract.exposition import Exposition, parse_bytes
 from tests.conftest import PYTHON, VLLM_FIXTURES, Processes, free_port, start_target, wait_http
 from tests.exporter.gpu.fakenvml import H100X8, FakeLibs, profile_uuids
 from tests.exporter.gpu.kubelet import FakeKubelet

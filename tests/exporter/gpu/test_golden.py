@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from exporter.collector import CycleContext, health_series, run_collector
-from exporter.exposition import parse
+from exporter.contract.exposition import parse
 from exporter.gpu import build_collector
 from exporter.render import SnapshotCollector, new_registry, render
 from tests.exporter.gpu.fakenvml import H100X8, NVML_FIXTURES, FakeLibs, profile_uuids

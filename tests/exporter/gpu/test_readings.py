@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from exporter.catalog import BY_NAME
 from exporter.collector import check_series
+from exporter.contract.catalog import BY_NAME
 from exporter.gpu.readings import UNOWNED, DeviceRef, RawReading, device_series, gpu_series
 
 REF = DeviceRef("3", "GPU-36f675cc-81e7-4ef5-a8e2-5d940ed90475", "NVIDIA H100 80GB HBM3")

@@ -2,7 +2,7 @@
 
 ``parse_static`` is pure (flag text to targets). ``target_from_pod`` is the pure
 projection of a Kubernetes pod (as the API's JSON dict) to a target; the watch that
-feeds it lives in ``exporter.kube_targets``.
+feeds it lives in ``exporter.vllm.kube_targets``.
 """
 
 from __future__ import annotations

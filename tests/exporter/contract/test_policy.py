@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from exporter.thresholds import Thresholds, ThresholdsError, describe, from_mapping, load
+from exporter.contract.policy import Thresholds, ThresholdsError, describe, from_mapping, load
 
 
 def test_defaults_are_design_md_values() -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import aiohttp
 import pytest
 
-from exporter.scrape import REASONS, ScrapeError, decode, fetch
+from exporter.vllm.scrape import REASONS, ScrapeError, decode, fetch
 from tests.conftest import free_port
 from tests.exporter.helpers import DP2, serve_app, text_app, vllm_target
 

@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 import yaml
 
-from exporter.kube_events import PodSourceError
-from exporter.kube_targets import PodWatcher, core_v1_api
-from exporter.targets import Target
+from exporter.contract.kube_events import PodSourceError
+from exporter.vllm.kube_targets import PodWatcher, core_v1_api
+from exporter.vllm.targets import Target
 from tests.conftest import free_port
 from tests.exporter.fake_apiserver import FakeApiServer, core_v1, make_pod, status
 

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from exporter.targets import Target, TargetError, parse_static, pod_gpus, target_from_pod
+from exporter.vllm.targets import Target, TargetError, parse_static, pod_gpus, target_from_pod
 
 
 @pytest.mark.parametrize(("spec", "want"), [

@@ -18,11 +18,11 @@ from dataclasses import dataclass, field
 import aiohttp
 
 from exporter.collector import CycleContext, PodKey, Series
-from exporter.scrape import REASONS, ScrapeError, decode, fetch
-from exporter.targets import Target, TargetSource
-from exporter.vllm_reading import PodReading
-from exporter.vllm_series import VllmPolicy, pod_series
-from exporter.window import History
+from exporter.vllm.reading import PodReading
+from exporter.vllm.scrape import REASONS, ScrapeError, decode, fetch
+from exporter.vllm.series import VllmPolicy, pod_series
+from exporter.vllm.targets import Target, TargetSource
+from exporter.vllm.window import History
 
 log = logging.getLogger(__name__)
 

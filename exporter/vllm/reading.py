@@ -11,36 +11,15 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from exporter.exposition import Exposition, Labels, SampleList, selection
+from exporter.contract.exposition import Exposition, Labels, SampleList, selection
+from exporter.contract.vllm_names import COUNTERS, GAUGES, HISTOGRAMS, PREFIXES
 
-# Canonical short name -> exposition family names, newest first.
-GAUGES: dict[str, tuple[str, ...]] = {
-    "running": ("num_requests_running",),
-    "waiting": ("num_requests_waiting",),
-    "kv_usage": ("kv_cache_usage_perc", "gpu_cache_usage_perc"),
-}
-COUNTERS: dict[str, tuple[str, ...]] = {
-    "prompt_tokens": ("prompt_tokens_total",),
-    "generation_tokens": ("generation_tokens_total",),
-    "preemptions": ("num_preemptions_total",),
-    "prefix_queries": ("prefix_cache_queries_total", "gpu_prefix_cache_queries_total"),
-    "prefix_hits": ("prefix_cache_hits_total", "gpu_prefix_cache_hits_total"),
-    # Frontend counter: no engine label, one series per reason (summed here).
-    "admission_rejections": ("admission_rejections_total",),
-}
-HISTOGRAMS: dict[str, tuple[str, ...]] = {
-    "ttft": ("time_to_first_token_seconds",),
-    "itl": ("inter_token_latency_seconds", "time_per_output_token_seconds"),
-    "e2e": ("e2e_request_latency_seconds",),
-    "queue": ("request_queue_time_seconds",),
-}
-_PREFIXES = ("vllm:", "vllm_")
 
 def _sample_names() -> list[str]:
     names = [n for group in (GAUGES, COUNTERS) for ns in group.values() for n in ns]
     names += [n + "_bucket" for ns in HISTOGRAMS.values() for n in ns]
     names.append("cache_config_info")
-    return [prefix + n for prefix in _PREFIXES for n in names]
+    return [prefix + n for prefix in PREFIXES for n in names]
 
 
 SELECTION = selection(_sample_names())
@@ -118,7 +97,7 @@ def read(exposition: Exposition) -> PodReading:
 def _lookup(exp: Exposition, names: tuple[str, ...], suffix: str, allowed: frozenset[str]) -> SampleList:
     """Samples of the first (newest) family name present, either spelling; type-checked."""
     for name in names:
-        for prefix in _PREFIXES:
+        for prefix in PREFIXES:
             family = prefix + name
             samples = exp.samples.get(family + suffix)
             if samples is None:
@@ -180,7 +159,7 @@ def _int_label(labels: Labels, name: str) -> int | None:
 
 
 def _read_cache_config(reading: PodReading, exp: Exposition) -> None:
-    for prefix in _PREFIXES:
+    for prefix in PREFIXES:
         for labels, _ in exp.samples.get(prefix + "cache_config_info", []):
             reading.cache[labels.get("engine", "")] = CacheConfig(
                 block_size=_int_label(labels, "block_size"),

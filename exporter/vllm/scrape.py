@@ -10,8 +10,8 @@ import asyncio
 
 import aiohttp
 
-from exporter.exposition import Exposition, ExpositionError, parse_bytes
-from exporter.vllm_reading import SELECTION, PodReading, ReadingError, read
+from exporter.contract.exposition import Exposition, ExpositionError, parse_bytes
+from exporter.vllm.reading import SELECTION, PodReading, ReadingError, read
 
 # Ask for the text format: prometheus_client >= 0.23 rewrites 'vllm:' names when
 # OpenMetrics is negotiated (client_python #1177).

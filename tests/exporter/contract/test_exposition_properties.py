@@ -21,11 +21,11 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import Collector
 
-from exporter.exposition import Exposition, ExpositionError, Selection, parse, parse_bytes, selection
-from exporter.scrape import ScrapeError, decode
-from exporter.vllm_reading import SELECTION, PodReading
+from exporter.contract.exposition import Exposition, ExpositionError, Selection, parse, parse_bytes, selection
+from exporter.vllm.reading import SELECTION, PodReading
+from exporter.vllm.scrape import ScrapeError, decode
 from tests.conftest import VLLM_FIXTURES
-from tests.exporter.exposition_mutations import BAD_VALUES, mutated, respace, shuffle_lines
+from tests.exporter.contract.exposition_mutations import BAD_VALUES, mutated, respace, shuffle_lines
 
 FIXTURES = [path.read_bytes() for path in sorted(VLLM_FIXTURES.glob("*.prom"))]
 PROPERTY = settings(max_examples=100, deadline=None, derandomize=True, database=None,

@@ -6,8 +6,8 @@ import math
 
 import pytest
 
-from exporter.vllm_reading import EngineReading, Histogram, PodReading
-from exporter.window import History, counter_rate, window_buckets, window_quantiles
+from exporter.vllm.reading import EngineReading, Histogram, PodReading
+from exporter.vllm.window import History, counter_rate, window_buckets, window_quantiles
 
 INF = math.inf
 

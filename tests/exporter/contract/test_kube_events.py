@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from exporter.kube_events import (
+from exporter.contract.kube_events import (
     PodListError,
     WatchError,
     WatchExpired,

@@ -14,8 +14,8 @@ from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from exporter.histogram import counter_step, histogram_quantile
-from exporter.vllm_reading import EngineKey, PodReading
+from exporter.vllm.histogram import counter_step, histogram_quantile
+from exporter.vllm.reading import EngineKey, PodReading
 
 SeriesKey = tuple[EngineKey, str]
 """(engine key, short name of a counter or histogram)."""

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from exporter import derive
 from exporter.collector import Series
-from exporter.targets import Target
-from exporter.thresholds import Thresholds
-from exporter.window import History, counter_increase, counter_rate, window_quantiles
+from exporter.contract.policy import Thresholds
+from exporter.vllm import derive
+from exporter.vllm.targets import Target
+from exporter.vllm.window import History, counter_increase, counter_rate, window_quantiles
 
 LATENCY_FAMILIES = {
     "ttft": "kvscale_vllm_ttft_seconds",

@@ -7,7 +7,7 @@ import math
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from exporter.exposition import ExpositionError, parse, parse_bytes, selection
+from exporter.contract.exposition import ExpositionError, parse, parse_bytes, selection
 from tests.conftest import VLLM_FIXTURES
 
 

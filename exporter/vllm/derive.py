@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from exporter.vllm_reading import PodReading
+from exporter.vllm.reading import PodReading
 
 
 @dataclass(frozen=True)

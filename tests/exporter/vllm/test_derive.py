@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from exporter import derive
-from exporter.derive import EngineState
+from exporter.vllm import derive
+from exporter.vllm.derive import EngineState
 
 
 def engine(*, running: float | None = 5, waiting: float | None = 2, kv: float | None = 0.25,

@@ -7,9 +7,9 @@ import re
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from exporter import docs
-from exporter.catalog import FAMILIES, VLLM_LABELS, family
 from exporter.collector import Series
+from exporter.contract import docs
+from exporter.contract.catalog import FAMILIES, VLLM_LABELS, family
 from exporter.render import SnapshotCollector, new_registry, render
 
 
@@ -35,7 +35,7 @@ def test_design_families_are_all_in_the_catalog() -> None:
 
 
 def test_docs_metrics_md_is_generated_from_the_catalog() -> None:
-    assert docs.DOC_PATH.read_text() == docs.render(), "docs/metrics.md is stale: run python -m exporter.docs"
+    assert docs.DOC_PATH.read_text() == docs.render(), "docs/metrics.md is stale: run python -m exporter.contract.docs"
     for f in FAMILIES:
         assert f"`{f.name}`" in docs.DOC_PATH.read_text()
 

@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from exporter.histogram import counter_step, histogram_quantile
+from exporter.vllm.histogram import counter_step, histogram_quantile
 
 INF = math.inf
 

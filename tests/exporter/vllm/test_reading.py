@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from exporter.exposition import parse
-from exporter.vllm_reading import SELECTION, ReadingError, read
+from exporter.contract.exposition import parse
+from exporter.vllm.reading import SELECTION, ReadingError, read
 from tests.conftest import VLLM_FIXTURES
 
 

@@ -1,4 +1,4 @@
-"""Generate docs/metrics.md from the catalog and the thresholds (``python -m exporter.docs``).
+"""Generate docs/metrics.md from the catalog and the thresholds (``python -m exporter.contract.docs``).
 
 The committed file is checked against a fresh render by a test, so the reference
 never drifts from what the exporter emits.
@@ -9,10 +9,10 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from exporter.catalog import FAMILIES, QUANTILES, Subsystem
-from exporter.thresholds import describe
+from exporter.contract.catalog import FAMILIES, QUANTILES, Subsystem
+from exporter.contract.policy import describe
 
-DOC_PATH = Path(__file__).resolve().parent.parent / "docs" / "metrics.md"
+DOC_PATH = Path(__file__).resolve().parents[2] / "docs" / "metrics.md"
 
 _SECTIONS: tuple[tuple[Subsystem, str, str], ...] = (
     ("vllm", "vLLM, one series per pod",
@@ -51,7 +51,8 @@ _NOTES = """## How the derived values are computed
 
 def render() -> str:
     out = ["# kvscale metrics", "",
-           "Generated from `exporter/catalog.py` and `exporter/thresholds.py` by `python -m exporter.docs`; "
+           "Generated from `exporter/contract/catalog.py` and `exporter/contract/policy.py` by "
+           "`python -m exporter.contract.docs`; "
            "do not edit by hand. Base units; ratios are 0–1.", ""]
     for subsystem, title, intro in _SECTIONS:
         out += [f"## {title}", "", intro, "", "| metric | type | unit | labels | meaning |", "|---|---|---|---|---|"]
@@ -73,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     text = render()
     if args == ["--check"]:
         if DOC_PATH.read_text(encoding="utf-8") != text:
-            print(f"{DOC_PATH} is stale: run python -m exporter.docs", file=sys.stderr)
+            print(f"{DOC_PATH} is stale: run python -m exporter.contract.docs", file=sys.stderr)
             return 1
         return 0
     DOC_PATH.write_text(text, encoding="utf-8")

@@ -18,8 +18,8 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
-from exporter.kube_events import PodSourceError, WatchExpired, apply_event, backoff_delay, parse_pod_list
-from exporter.targets import Target, target_from_pod
+from exporter.contract.kube_events import PodSourceError, WatchExpired, apply_event, backoff_delay, parse_pod_list
+from exporter.vllm.targets import Target, target_from_pod
 
 log = logging.getLogger(__name__)
 

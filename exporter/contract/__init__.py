@@ -1,0 +1,12 @@
+"""The part of ``exporter`` other packages may import: the contract between kvscale's parts.
+
+- ``catalog``: every ``kvscale_*`` family, its labels and its meaning for the other parts;
+- ``policy``: every threshold, SLO, target, alert duration and selector, in one typed object;
+- ``vllm_names``: vLLM's metric names across versions;
+- ``exposition``: the Prometheus text-format reader;
+- ``docs``: ``docs/metrics.md``, generated from the catalog and the policy;
+- ``kube_events``: the Kubernetes list/watch wire format.
+
+The import-layer check (``[tool.importlinter]`` in pyproject.toml) keeps the adapter,
+alerts, dashboards and simulator to this package, and this package to itself.
+"""
