@@ -1,106 +1,259 @@
-"""One definition of the thresholds: alerts, dashboard lines, HPA targets and saturation read it.
+"""The policy: every threshold, SLO, target, alert duration and selector, in one typed object.
 
-A user changes a value in one place (Helm values, or a YAML file / flags for the
-generators) and every consumer follows. Defaults come from field guidance: the seed
-article, llm-d's workload-variant autoscaler and GKE's vLLM autoscaling guide.
+A user changes a value in one place (the Helm values' ``policy:``, or a YAML file given to
+any command with ``--policy FILE`` / ``KVSCALE_POLICY``) and the alerts, the dashboards'
+threshold lines, the HPA targets, the exporter's saturation and the adapter's default
+quantile all follow. Defaults come from field guidance: the seed article, llm-d's
+workload-variant autoscaler and GKE's vLLM autoscaling guide. Each field's metadata (unit,
+why the default, bounds) is the single source of validation, ``describe()`` (docs) and
+``json_schema()`` (the chart's values.schema.json).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import math
+import os
+import typing
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+ENV_NAME = "KVSCALE_POLICY"
+FLAG_HELP = (f"YAML policy file: thresholds, SLOs, targets, alert durations, selectors (keys in "
+             f"docs/metrics.md#policy; flat, or nested under 'policy:'). env: {ENV_NAME}")
 
-class ThresholdsError(ValueError):
-    """A thresholds file or value is invalid; the message names the field."""
+# JSON Schema bounds, also what __post_init__ enforces.
+_RATIO = {"exclusiveMinimum": 0, "maximum": 1}
+_POSITIVE = {"exclusiveMinimum": 0}
+_AT_LEAST_ZERO = {"minimum": 0}
+_WHOLE_SECONDS = {"minimum": 1}
+_QUANTILE = {"exclusiveMinimum": 0, "exclusiveMaximum": 1}
+_MATCHERS = {"pattern": r"^[^{}\n]*$"}  # interpolated between {} in PromQL: braces would break the query
+_URL = {"minLength": 1}
+_JSON_TYPES = {"float": "number", "int": "integer", "str": "string"}
+
+
+def _f(default: Any, unit: str, doc: str, bounds: dict[str, Any]) -> Any:
+    return field(default=default, metadata={"unit": unit, "doc": doc, "bounds": bounds})
+
+
+def _ratio(default: float, doc: str) -> Any:
+    return _f(default, "ratio", doc, _RATIO)
+
+
+def _seconds(default: int, doc: str) -> Any:
+    return _f(default, "seconds", doc, _WHOLE_SECONDS)
+
+
+def _selector(default: str, doc: str) -> Any:
+    return _f(default, "PromQL matchers", doc, _MATCHERS)
+
+
+class PolicyError(ValueError):
+    """A policy file or value is invalid; the message names the key, where it came from, and why."""
 
 
 @dataclass(frozen=True)
-class Thresholds:
-    """Policy thresholds, each with its unit and why the default."""
+class Policy:
+    """The policy; each field carries its unit and why the default."""
 
-    kv_cache_usage_alert: float = field(default=0.85, metadata={
-        "unit": "ratio", "doc": "KV-cache usage above which the pod alerts: past ~0.85 vLLM starts "
-                                "preempting requests and TTFT climbs."})
-    kv_cache_usage_alert_for_seconds: int = field(default=300, metadata={
-        "unit": "seconds", "doc": "How long KV usage must stay above the alert line (rides out bursts)."})
-    kv_fragmentation_alert: float = field(default=0.20, metadata={
-        "unit": "ratio", "doc": "Estimated KV fragmentation above which a pod alerts: a fifth of used "
-                                "slots wasted means block size or batch shape is wrong."})
-    kv_fragmentation_alert_for_seconds: int = field(default=600, metadata={
-        "unit": "seconds", "doc": "Fragmentation is an estimate: require it to hold for 10 minutes."})
-    ttft_p95_slo_seconds: float = field(default=0.8, metadata={
-        "unit": "seconds", "doc": "Time-to-first-token p95 objective; interactive chat feels slow past ~1 s."})
-    ttft_alert_for_seconds: int = field(default=300, metadata={
-        "unit": "seconds", "doc": "How long TTFT p95 must exceed the SLO before alerting."})
-    queue_target: float = field(default=5.0, metadata={
-        "unit": "requests", "doc": "Waiting requests per pod the HPA aims for; the most direct signal of "
-                                   "unmet demand."})
-    kv_target: float = field(default=0.75, metadata={
-        "unit": "ratio", "doc": "KV-cache usage per pod the HPA aims for: headroom below the alert line."})
-    queue_backlog_alert_for_seconds: int = field(default=600, metadata={
-        "unit": "seconds", "doc": "How long the queue must stay above queue_target and still grow before "
-                                  "alerting: the autoscaler had time to act and did not catch up."})
-    preemptions_per_second_alert: float = field(default=0.1, metadata={
-        "unit": "events per second", "doc": "Sustained preemption rate that alerts: each preemption "
-                                            "recomputes a request's KV, so any steady rate wastes GPU time."})
-    gpu_memory_usage_alert: float = field(default=0.95, metadata={
-        "unit": "ratio", "doc": "GPU memory used/total above which a GPU alerts. vLLM preallocates "
-                                "gpu_memory_utilization (0.9 by default), so only growth past it matters."})
-    gpu_utilization_target: float = field(default=0.75, metadata={
-        "unit": "ratio", "doc": "GPU duty-cycle target. Supported but weak: it reads ~1 at any batch size."})
-    scale_down_stabilization_seconds: int = field(default=300, metadata={
-        "unit": "seconds", "doc": "HPA scale-down stabilization window; model load takes minutes, so "
-                                  "do not give replicas back on a short lull."})
+    # Scaling targets and saturation (exporter, adapter, HPA).
+    queue_target: float = _f(5.0, "requests", "Waiting requests per pod the HPA aims for; the most direct "
+                                              "signal of unmet demand.", _POSITIVE)
+    kv_target: float = _ratio(0.75, "KV-cache usage per pod the HPA aims for: headroom below the alert line.")
+    ttft_p95_slo_seconds: float = _f(0.8, "seconds", "Time-to-first-token p95 objective; interactive chat "
+                                                     "feels slow past ~1 s.", _POSITIVE)
+    gpu_utilization_target: float = _ratio(0.75, "GPU duty-cycle target. Supported but weak: it reads ~1 at "
+                                                 "any batch size.")
+    scale_down_stabilization_seconds: int = _seconds(300, "HPA scale-down stabilization window; model load "
+                                                          "takes minutes, so do not give replicas back on a "
+                                                          "short lull.")
+    adapter_default_quantile: float = _f(0.95, "quantile", "Quantile the adapter serves for a quantile family "
+                                                           "when the HPA's metric selector names none: p95 "
+                                                           "matches the TTFT SLO. Must be one the exporter "
+                                                           "emits (its --quantiles).", _QUANTILE)
+    # Alert lines and how long each must hold.
+    kv_cache_usage_alert: float = _ratio(0.85, "KV-cache usage above which the pod alerts: past ~0.85 vLLM "
+                                               "starts preempting requests and TTFT climbs.")
+    kv_cache_usage_alert_for_seconds: int = _seconds(300, "How long KV usage must stay above the alert line "
+                                                          "(rides out bursts).")
+    kv_fragmentation_alert: float = _ratio(0.20, "Estimated KV fragmentation above which a pod alerts: a fifth "
+                                                 "of used slots wasted means block size or batch shape is wrong.")
+    kv_fragmentation_alert_for_seconds: int = _seconds(600, "Fragmentation is an estimate: require it to hold "
+                                                            "for 10 minutes.")
+    ttft_alert_for_seconds: int = _seconds(300, "How long TTFT p95 must exceed the SLO before alerting.")
+    queue_backlog_alert_for_seconds: int = _seconds(600, "How long the queue must stay above queue_target and "
+                                                         "still grow before alerting: the autoscaler had time "
+                                                         "to act and did not catch up.")
+    preemptions_per_second_alert: float = _f(0.1, "events per second", "Sustained preemption rate that alerts: "
+                                                  "each preemption recomputes a request's KV, so any steady "
+                                                  "rate wastes GPU time.", _POSITIVE)
+    preemptions_alert_for_seconds: int = _seconds(300, "How long the preemption rate must stay above its line "
+                                                       "(a burst is normal).")
+    admission_rejections_per_second_alert: float = _f(0.0, "requests per second", "Rejection rate above which "
+                                                      "to alert: any sustained rejection is a client that got "
+                                                      "an error.", _AT_LEAST_ZERO)
+    admission_rejections_for_seconds: int = _seconds(300, "How long rejections must keep happening.")
+    target_down_for_seconds: int = _seconds(600, "How long a vLLM target may be unreadable: loading a large "
+                                                 "model takes minutes.")
+    gpu_memory_usage_alert: float = _ratio(0.95, "GPU memory used/total above which a GPU alerts. vLLM "
+                                                 "preallocates gpu_memory_utilization (0.9 by default), so only "
+                                                 "growth past it matters.")
+    gpu_memory_alert_for_seconds: int = _seconds(300, "How long GPU memory must stay above the line "
+                                                      "(allocation spikes are brief).")
+    gpu_lost_for_seconds: int = _seconds(60, "A GPU that NVML cannot read for a minute is gone, not busy.")
+    xid_window_seconds: int = _seconds(600, "An XID error keeps its alert up this long, so it is seen and "
+                                            "triaged.")
+    absent_for_seconds: int = _seconds(300, "How long the exporter or adapter may be missing (covers a rolling "
+                                            "update).")
+    collector_failing_for_seconds: int = _seconds(600, "How long an exporter collector may keep failing before "
+                                                       "alerting.")
+    hpa_maxed_out_for_seconds: int = _seconds(900, "How long an HPA sits at maxReplicas while saturated: longer "
+                                                   "than a scale-up plus model load, so it is not just catching up.")
+    hpa_metrics_unavailable_for_seconds: int = _seconds(600, "How long an HPA may fail to read its kvscale "
+                                                             "metrics (an adapter restart takes well under this).")
+    rate_window_seconds: int = _seconds(300, "Window of rate()/deriv() over vLLM counters and the queue in the "
+                                             "rules: 5 m smooths scrape jitter yet follows a load change within "
+                                             "minutes.")
+    # Selectors and links (rules and dashboards).
+    exporter_selector: str = _selector('job="kvscale-exporter"', "Matchers selecting the exporter's scrape job "
+                                                                 "(kvscale_* series, absent/down).")
+    adapter_selector: str = _selector('job="kvscale-adapter"', "Matchers selecting the custom-metrics adapter's "
+                                                               "scrape job.")
+    kube_state_metrics_selector: str = _selector('job="kube-state-metrics"', "Matchers selecting "
+                                                 "kube-state-metrics (HPA, Deployment and pod-owner series).")
+    hpa_namespace_selector: str = _selector("", "Matchers on the namespace of the HPAs the alerts watch, e.g. "
+                                                'namespace=~"llm-.*"; empty: every namespace.')
+    vllm_selector: str = _selector("", "Matchers for vLLM's own series; empty: the vllm: names identify them.")
+    runbook_url_base: str = _f("docs/runbooks.md", "URL", "Runbook document the alerts and dashboards link to "
+                               "(#<alert name, lower case>). The default is the project's docs path; set it to "
+                               "where your copy of docs/runbooks.md is served.", _URL)
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
-            value = getattr(self, f.name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-                raise ThresholdsError(f"thresholds.{f.name}: expected a finite number, got {value!r}")
-            if value <= 0:
-                raise ThresholdsError(f"thresholds.{f.name}: must be > 0, got {value!r}")
-            if f.metadata["unit"] == "ratio" and value > 1:
-                raise ThresholdsError(f"thresholds.{f.name}: a ratio must be in (0, 1], got {value!r}")
+            problem = _problem(_TYPES[f.name], f.metadata["bounds"], getattr(self, f.name))
+            if problem:
+                raise value_error("policy", f.name, problem)
 
-    def to_dict(self) -> dict[str, float]:
+    def to_dict(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
 
+    def replace(self, data: dict[str, Any], origin: str) -> Policy:
+        """This policy with the keys of ``data`` changed; unknown keys and bad values are PolicyErrors."""
+        return from_mapping({**self.to_dict(), **_checked_keys(data, origin)}, origin)
 
-def from_mapping(data: dict[str, Any]) -> Thresholds:
-    """Thresholds from a mapping (YAML, Helm values); unknown keys are an error, not ignored."""
-    known = {f.name: f for f in dataclasses.fields(Thresholds)}
-    unknown = sorted(set(data) - set(known))
+
+_TYPES: dict[str, str] = {name: t.__name__ for name, t in typing.get_type_hints(Policy).items()}
+_NAMES = tuple(f.name for f in dataclasses.fields(Policy))
+
+
+def _problem(kind: str, bounds: dict[str, Any], value: Any) -> str | None:
+    """Why ``value`` is not a valid value of a field, or None."""
+    if kind == "str":
+        if not isinstance(value, str):
+            return f"expected a string, got {value!r}"
+        if "\n" in value or "{" in value or "}" in value:
+            return f"matchers go between {{}} in PromQL: no braces or newlines, got {value!r}"
+        return "must not be empty" if bounds.get("minLength") and not value else None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        return f"expected a finite number, got {value!r}"
+    if kind == "int" and value != int(value):
+        return f"expected a whole number, got {value!r}"
+    checks = (("exclusiveMinimum", value > bounds.get("exclusiveMinimum", -math.inf), "> "),
+              ("minimum", value >= bounds.get("minimum", -math.inf), ">= "),
+              ("maximum", value <= bounds.get("maximum", math.inf), "<= "),
+              ("exclusiveMaximum", value < bounds.get("exclusiveMaximum", math.inf), "< "))
+    broken = [f"{sign}{bounds[key]}" for key, ok, sign in checks if not ok]
+    return f"must be {' and '.join(broken)}, got {value!r}" if broken else None
+
+
+def value_error(origin: str, key: str, problem: str) -> PolicyError:
+    """The one message for a bad value, whichever command reads the policy."""
+    return PolicyError(f"{origin}: {key}: {problem}")
+
+
+def _checked_keys(data: dict[str, Any], origin: str) -> dict[str, Any]:
+    unknown = sorted(str(k) for k in data if k not in _TYPES)
     if unknown:
-        raise ThresholdsError(f"unknown thresholds: {', '.join(unknown)} (known: {', '.join(sorted(known))})")
+        hints = [f"{k!r}" + "".join(f" (did you mean {m!r}?)" for m in difflib.get_close_matches(k, _NAMES, 1))
+                 for k in unknown]
+        raise PolicyError(f"{origin}: unknown key{'s' if len(unknown) > 1 else ''} {', '.join(hints)}; "
+                          "the policy keys are listed in docs/metrics.md#policy")
+    return data
+
+
+def from_mapping(data: dict[str, Any], origin: str = "policy") -> Policy:
+    """A policy from a flat mapping of field names (YAML, Helm values); missing keys keep their default."""
     values: dict[str, Any] = {}
-    for key, raw in data.items():
-        want = known[key].type
-        integral = want in ("int", int) and isinstance(raw, float) and raw.is_integer()
-        values[key] = int(raw) if integral else raw
-    return Thresholds(**values)
+    for key, raw in _checked_keys(data, origin).items():
+        kind = _TYPES[key]
+        value = raw
+        if kind == "int" and isinstance(raw, float) and raw.is_integer():
+            value = int(raw)  # YAML 300.0 is 300 seconds
+        elif kind == "float" and isinstance(raw, int) and not isinstance(raw, bool):
+            value = float(raw)
+        problem = _problem(kind, _BOUNDS[key], value)
+        if problem:
+            raise value_error(origin, key, problem)
+        values[key] = value
+    return Policy(**values)
 
 
-def load(path: Path) -> Thresholds:
-    """Thresholds from a YAML file whose top level is a mapping of field names."""
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as exc:
-        raise ThresholdsError(f"cannot read thresholds file {path}: {exc}") from exc
-    if data is None:
-        return Thresholds()
-    if not isinstance(data, dict):
-        raise ThresholdsError(f"thresholds file {path}: top level must be a mapping")
-    return from_mapping(data)
+_BOUNDS: dict[str, dict[str, Any]] = {f.name: f.metadata["bounds"] for f in dataclasses.fields(Policy)}
 
 
 def describe() -> list[tuple[str, str, str, str]]:
-    """(name, unit, default, doc) for every threshold, for generated docs and --help."""
-    defaults = Thresholds()
+    """(name, unit, default, doc) for every field, for generated docs and --help."""
+    defaults = Policy()
     return [(f.name, f.metadata["unit"], repr(getattr(defaults, f.name)), f.metadata["doc"])
-            for f in dataclasses.fields(Thresholds)]
+            for f in dataclasses.fields(Policy)]
+
+
+def json_schema() -> dict[str, Any]:
+    """JSON Schema (draft-07, which Helm's values.schema.json understands) of a policy mapping."""
+    defaults = Policy()
+    properties: dict[str, Any] = {}
+    for f in dataclasses.fields(Policy):
+        properties[f.name] = {"type": _JSON_TYPES[_TYPES[f.name]], **f.metadata["bounds"],
+                              "default": getattr(defaults, f.name),
+                              "description": f"{f.metadata['doc']} Unit: {f.metadata['unit']}."}
+    return {"$schema": "http://json-schema.org/draft-07/schema#", "title": "kvscale policy",
+            "description": "Thresholds, SLOs, targets, alert durations and selectors; every key optional.",
+            "type": "object", "additionalProperties": False, "properties": properties}
+
+
+def load(path: Path, origin: str = "") -> Policy:
+    """The policy in a YAML file: a flat mapping of keys, or one nested under a top-level ``policy:``
+    (so a Helm values excerpt works too). An empty file is the defaults."""
+    origin = origin or f"policy file {path}"
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as exc:
+        raise PolicyError(f"{origin}: cannot read: {exc}") from exc
+    if data is None:
+        return Policy()
+    if isinstance(data, dict) and list(data) == ["policy"]:
+        data = data["policy"] or {}
+    if not isinstance(data, dict):
+        raise PolicyError(f"{origin}: the top level must be a mapping of policy keys")
+    return from_mapping(data, origin)
+
+
+def from_flag_or_env(flag: str | Path | None, environ: Mapping[str, str] | None = None) -> Policy:
+    """The policy every command reads: ``--policy FILE``, else the file named by KVSCALE_POLICY, else defaults."""
+    env = os.environ if environ is None else environ
+    if flag:
+        return load(Path(flag))
+    if env.get(ENV_NAME):
+        return load(Path(env[ENV_NAME]), f"policy file {env[ENV_NAME]} (from {ENV_NAME})")
+    return Policy()
+
+
+# Transition names for code written against the thresholds object.
+Thresholds = Policy
+ThresholdsError = PolicyError
