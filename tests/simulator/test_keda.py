@@ -17,13 +17,16 @@ def fleet(n: int) -> list[PodState]:
     return [PodState(f"p{i}") for i in range(n)]
 
 
+def constant(value: float | None) -> Callable[[Trigger], float | None]:
+    return lambda _t: value
+
+
 def drive(so: ScaledObject, start: int, value_at: Callable[[float], float | None], until: float,
           every: float = 15.0) -> list[tuple[float, KedaDecision]]:
     """Step every ``every`` seconds; the scale follows each decision at once."""
     current, out, now = start, [], 0.0
     while now <= until:
-        value = value_at(now)
-        decision = so.step(now, current, fleet(current), lambda _t: value)
+        decision = so.step(now, current, fleet(current), constant(value_at(now)))
         current = decision.desired
         out.append((now, decision))
         now += every
