@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Idempotent setup for a fresh Debian machine: a virtual environment with kvscale and
-# its test tools, and Debian's prometheus/promtool unpacked under .tools (no service).
+# (with `test`) its test tools, and Debian's prometheus/promtool unpacked under .tools (no service).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 want_test="${1:-}"
@@ -13,7 +13,8 @@ if [ "$want_test" = "test" ]; then
 else
     .venv/bin/pip install -q --disable-pip-version-check -e .
 fi
-if [ "$want_test" = "test" ] && [ ! -x .tools/prometheus/usr/bin/promtool ]; then
+# Plain setup installs it too: kvscale-demo runs a real Prometheus with the generated rules.
+if [ ! -x .tools/prometheus/usr/bin/prometheus ] || [ ! -x .tools/prometheus/usr/bin/promtool ]; then
     tmp="$(mktemp -d)"
     if ! (cd "$tmp" && apt-get download prometheus >/dev/null 2>&1); then
         apt-get update -qq >/dev/null
