@@ -21,6 +21,7 @@ import aiohttp
 
 from adapter.endpoints import EndpointSource
 from adapter.provider import (
+    DEFAULT_QUANTILE,
     MetricInfo,
     MetricQuery,
     PodValue,
@@ -88,6 +89,7 @@ class DirectSettings:
     timeout: float = 2.0
     window_seconds: int = 60
     concurrency: int = 4
+    default_quantile: str = DEFAULT_QUANTILE  # served when the metric selector names no quantile (policy)
 
 
 class DirectProvider:
@@ -189,7 +191,7 @@ class DirectProvider:
         snap = self._index.get((namespace, pod))
         if snap is None or not snap.up or now - snap.mono > self._settings.max_age:
             return None
-        selector = effective_selector(info, query.selector)
+        selector = effective_selector(info, query.selector, self._settings.default_quantile)
         matching = [v for labels, v in snap.series.get(info.name, ()) if selector.matches(labels)]
         value = pick_one(namespace, pod, info.name, matching)
         if value is None or math.isnan(value):  # NaN is not a value

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 
-from adapter.provider import DEFAULT_QUANTILE, MetricInfo
+from adapter.provider import DEFAULT_QUANTILE, MetricInfo, effective_selector
 from adapter.selectors import Requirement, Selector
 
 # vLLM histogram behind each quantile family (PromQL name regex accepting ':' or '_').
@@ -69,10 +69,10 @@ def _quantile(selector: Selector) -> str | None:
     return None
 
 
-def query_for(info: MetricInfo, namespace: str, selector: Selector, *, max_age: float) -> str | None:
+def query_for(info: MetricInfo, namespace: str, selector: Selector, *, max_age: float,
+              default_quantile: str = DEFAULT_QUANTILE) -> str | None:
     """The PromQL for one metric in one namespace; None when the selector matches nothing by construction."""
-    if info.quantiled and not selector.mentions("quantile"):
-        selector = Selector((*selector.requirements, Requirement("quantile", "=", frozenset({DEFAULT_QUANTILE}))))
+    selector = effective_selector(info, selector, default_quantile)
     sel = matchers(namespace, selector)
     if sel is None:
         return None

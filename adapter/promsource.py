@@ -19,6 +19,7 @@ import aiohttp
 
 from adapter.promquery import query_for
 from adapter.provider import (
+    DEFAULT_QUANTILE,
     MetricInfo,
     MetricQuery,
     PodValue,
@@ -38,6 +39,7 @@ class PrometheusSettings:
     authorization: str = ""  # sent verbatim as the Authorization header, e.g. "Bearer <token>"
     max_age: float = 60.0
     window_seconds: int = 60
+    default_quantile: str = DEFAULT_QUANTILE  # served when the metric selector names no quantile (policy)
 
 
 def values_by_pod(result: Sequence[Mapping[str, Any]]) -> dict[str, list[tuple[float, float]]]:
@@ -95,7 +97,8 @@ class PrometheusProvider:
         info = self._metrics.get(query.name)
         if info is None:
             raise UnknownMetricError(query.name)
-        expr = query_for(info, namespace, query.selector, max_age=self._settings.max_age)
+        expr = query_for(info, namespace, query.selector, max_age=self._settings.max_age,
+                         default_quantile=self._settings.default_quantile)
         if expr is None or not pods:
             return []
         by_pod = values_by_pod(await self.query(expr))

@@ -13,6 +13,7 @@ from typing import Protocol
 
 from adapter.selectors import EVERYTHING, Requirement, Selector
 from exporter.contract import catalog
+from exporter.contract.policy import Policy
 
 
 class ProviderError(Exception):
@@ -90,14 +91,15 @@ def served_metrics(window_seconds: int) -> tuple[MetricInfo, ...]:
     return tuple(out)
 
 
-DEFAULT_QUANTILE = "0.95"
+# The policy's default; a policy file changes it through the providers' settings (AdapterSettings.default_quantile).
+DEFAULT_QUANTILE = repr(float(Policy().adapter_default_quantile))
 
 
-def effective_selector(info: MetricInfo, selector: Selector) -> Selector:
-    """Quantile families default to p95 when the metric selector does not say which quantile."""
+def effective_selector(info: MetricInfo, selector: Selector, default_quantile: str = DEFAULT_QUANTILE) -> Selector:
+    """Quantile families default to the policy's quantile when the metric selector does not say which."""
     if not info.quantiled or selector.mentions("quantile"):
         return selector
-    return Selector((*selector.requirements, Requirement("quantile", "=", frozenset({DEFAULT_QUANTILE}))))
+    return Selector((*selector.requirements, Requirement("quantile", "=", frozenset({default_quantile}))))
 
 
 def pick_one(namespace: str, pod: str, metric: str, candidates: list[float]) -> float | None:

@@ -78,14 +78,15 @@ def _provider(settings: AdapterSettings, session: aiohttp.ClientSession, kube: A
     if settings.source == "prometheus":
         assert settings.prometheus_url is not None
         prom = PrometheusProvider(session=session, settings=PrometheusSettings(
-            settings.prometheus_url, settings.prometheus_timeout, settings.prometheus_authorization,
-            settings.max_age, settings.window_seconds))
+            settings.prometheus_url, settings.prometheus_timeout, settings.prometheus_authorization.reveal(),
+            settings.max_age, settings.window_seconds, settings.default_quantile))
         return prom, prom.freshness
     endpoints: EndpointSource = StaticEndpoints(settings.exporter_urls) if settings.exporter_urls else \
         KubeEndpoints(core_api=kube.client.CoreV1Api(), namespace=settings.exporter_namespace,
                       label_selector=settings.exporter_selector, port=settings.exporter_port)
     direct = DirectProvider(endpoints=endpoints, session=session, settings=DirectSettings(
-        settings.refresh_interval, settings.max_age, min(settings.refresh_interval, 5.0), settings.window_seconds))
+        settings.refresh_interval, settings.max_age, min(settings.refresh_interval, 5.0), settings.window_seconds,
+        default_quantile=settings.default_quantile))
     tasks.append(asyncio.create_task(direct.run()))
     return direct, direct.snapshot_ages
 

@@ -1,50 +1,94 @@
-"""Typed adapter settings, validated once from the parsed command line."""
+"""Typed adapter settings: one documented field per flag, in the Kubernetes apiserver's vocabulary.
+
+Read through the one settings pattern (``exporter.contract.settings``): every flag
+``--some-flag`` has the environment twin ``KVSCALE_ADAPTER_SOME_FLAG`` (the Helm chart
+uses those) and the ``--config`` key ``some_flag``; precedence default < file < env < flag.
+The policy (``--policy`` / ``KVSCALE_POLICY``) gives the quantile served when an HPA's
+selector names none. ``--prometheus-authorization`` is a secret: never printed.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
+from exporter.contract.policy import Policy
+from exporter.contract.settings import Command, Secret, SettingsError, load, policy_field, setting
 
-class SettingsError(ValueError):
-    """Flags that cannot work together; the message says which and why."""
+__all__ = ["COMMAND", "AdapterSettings", "SettingsError", "load_settings"]
 
-
-def _split(raw: str) -> tuple[str, ...]:
-    return tuple(v.strip() for v in raw.split(",") if v.strip())
+_HEADERS = "(comma-separated)"
 
 
 @dataclass(frozen=True)
 class AdapterSettings:
-    bind_address: str
-    secure_port: int
-    source: Literal["direct", "prometheus"]
-    insecure_http: bool = False
-    tls_cert_file: Path | None = None
-    tls_private_key_file: Path | None = None
-    client_ca_file: Path | None = None
-    requestheader_client_ca_file: Path | None = None
-    requestheader_allowed_names: tuple[str, ...] = ()
-    requestheader_username_headers: tuple[str, ...] = ("X-Remote-User",)
-    requestheader_group_headers: tuple[str, ...] = ("X-Remote-Group",)
-    requestheader_extra_headers_prefix: tuple[str, ...] = ("X-Remote-Extra-",)
-    authorization_mode: Literal["none", "delegated"] = "none"
-    exporter_urls: tuple[str, ...] = ()
-    exporter_namespace: str = "monitoring"
-    exporter_selector: str = "app.kubernetes.io/name=kvscale-exporter"
-    exporter_port: int = 9400
-    refresh_interval: float = 2.0
-    max_age: float = 4.0
-    window_seconds: int = 60
-    prometheus_url: str | None = None
-    prometheus_timeout: float = 5.0
-    prometheus_authorization: str = ""
-    pods_file: Path | None = None
-    kubeconfig: str | None = None
-    enable_external_metrics: bool = False
-    cert_reload_interval: float = 5.0
+    secure_port: int = setting(6443, "HTTPS port.", metavar="PORT")
+    bind_address: str = setting("0.0.0.0", "Address to listen on.", metavar="ADDRESS")
+    tls_cert_file: Path | None = setting(None, "Serving certificate (PEM), reloaded on change.", metavar="FILE")
+    tls_private_key_file: Path | None = setting(None, "Key of --tls-cert-file.", metavar="FILE")
+    client_ca_file: Path | None = setting(None, "CA for direct client certificates: CN is the user, O the groups.",
+                                          metavar="FILE")
+    requestheader_client_ca_file: Path | None = setting(
+        None, "CA of the front-proxy (aggregator) client certificate. Without it, and in a cluster, read from "
+              "kube-system/extension-apiserver-authentication.", metavar="FILE")
+    requestheader_allowed_names: tuple[str, ...] = setting(
+        (), f"CNs {_HEADERS} allowed as front proxy; empty allows any CN the CA signed.", metavar="NAMES")
+    requestheader_username_headers: tuple[str, ...] = setting(
+        ("X-Remote-User",), f"Headers {_HEADERS} the front proxy puts the user name in.", metavar="HEADERS")
+    requestheader_group_headers: tuple[str, ...] = setting(
+        ("X-Remote-Group",), f"Headers {_HEADERS} the front proxy puts the groups in, one header per group.",
+        metavar="HEADERS")
+    requestheader_extra_headers_prefix: tuple[str, ...] = setting(
+        ("X-Remote-Extra-",), f"Header prefixes {_HEADERS} of the user's extra attributes.", metavar="PREFIXES")
+    authorization_mode: Literal["none", "delegated"] = setting(
+        "none", "delegated: SubjectAccessReview to kube-apiserver (cached 10 s); none: any authenticated user.")
+    source: Literal["direct", "prometheus"] = setting(
+        "direct", "direct: read the exporters; prometheus: PromQL against --prometheus-url.")
+    exporter_url: tuple[str, ...] = setting(
+        (), "Exporter base URL (repeatable; comma-separated in the environment). Without it, exporter pods are "
+            "discovered through the Kubernetes API.", metavar="URL", repeat=True)
+    exporter_namespace: str = setting("monitoring", "Namespace of the exporter DaemonSet (discovery).",
+                                      metavar="NAMESPACE")
+    exporter_selector: str = setting("app.kubernetes.io/name=kvscale-exporter",
+                                     "Label selector of the exporter pods (discovery).", metavar="SELECTOR")
+    exporter_port: int = setting(9400, "Port of the exporter pods' /metrics (discovery).", metavar="PORT")
+    refresh_interval: float = setting(2.0, "direct: seconds between reads of the exporters.", metavar="SECONDS")
+    max_age: float = setting(0.0, "A sample older than this is left out. 0: twice --refresh-interval (direct), "
+                                  "60 s (prometheus).", metavar="SECONDS")
+    window_seconds: int = setting(60, "Sliding window of the exporter's quantiles and rates (reported as "
+                                      "windowSeconds).", metavar="SECONDS")
+    prometheus_url: str | None = setting(None, "Prometheus base URL for --source prometheus.", metavar="URL")
+    prometheus_timeout: float = setting(5.0, "Seconds before a PromQL query counts as a source outage.",
+                                        metavar="SECONDS")
+    prometheus_authorization: Secret = setting(
+        Secret(), "Authorization header value sent to Prometheus; a secret, never printed (prefer the env twin).",
+        metavar="VALUE", secret=True)
+    pods_file: Path | None = setting(None, "Outside a cluster: a v1 PodList (YAML or JSON, as kubectl get pods -A "
+                                           "-o yaml prints) as pod inventory.", metavar="FILE")
+    kubeconfig: str | None = setting(None, "Kubeconfig; default: in-cluster config.", metavar="FILE")
+    enable_external_metrics: bool = setting(False, "Also serve external.metrics.k8s.io/v1beta1 (off: usually "
+                                                   "KEDA owns it).")
+    insecure_http: bool = setting(False, "LOCAL DEMOS ONLY: plain HTTP, no authentication.")
+    cert_reload_interval: float = setting(5.0, "Seconds between checks of the certificate and CA files (or the "
+                                               "cluster's ConfigMap) for changes.", metavar="SECONDS")
+    log_level: Literal["debug", "info", "warning", "error"] = setting("info", "Log verbosity.")
+    policy: Policy = policy_field()
+
+    def __post_init__(self) -> None:
+        if self.max_age == 0:  # 0 means "derived from the source"
+            object.__setattr__(self, "max_age", 2 * self.refresh_interval if self.source == "direct" else 60.0)
+        self.validate()
+
+    @property
+    def exporter_urls(self) -> tuple[str, ...]:
+        return self.exporter_url
+
+    @property
+    def default_quantile(self) -> str:
+        """The quantile label value served when the metric selector names none, spelled as the exporter does."""
+        return repr(float(self.policy.adapter_default_quantile))
 
     @property
     def needs_kubernetes(self) -> bool:
@@ -54,37 +98,27 @@ class AdapterSettings:
             and self.client_ca_file is None
         return self.pods_file is None or discover or rh_from_cluster or self.authorization_mode == "delegated"
 
-    @classmethod
-    def from_args(cls, args: Mapping[str, Any]) -> AdapterSettings:
-        source = args["source"]
-        max_age = float(args["max_age"]) or (2 * float(args["refresh_interval"]) if source == "direct" else 60.0)
-        settings = cls(
-            bind_address=args["bind_address"], secure_port=int(args["secure_port"]), source=source,
-            insecure_http=bool(args["insecure_http"]), tls_cert_file=args["tls_cert_file"],
-            tls_private_key_file=args["tls_private_key_file"], client_ca_file=args["client_ca_file"],
-            requestheader_client_ca_file=args["requestheader_client_ca_file"],
-            requestheader_allowed_names=_split(args["requestheader_allowed_names"]),
-            requestheader_username_headers=_split(args["requestheader_username_headers"]),
-            requestheader_group_headers=_split(args["requestheader_group_headers"]),
-            requestheader_extra_headers_prefix=_split(args["requestheader_extra_headers_prefix"]),
-            authorization_mode=args["authorization_mode"], exporter_urls=tuple(args["exporter_url"] or ()),
-            exporter_namespace=args["exporter_namespace"], exporter_selector=args["exporter_selector"],
-            exporter_port=int(args["exporter_port"]), refresh_interval=float(args["refresh_interval"]),
-            max_age=max_age, window_seconds=int(args["window_seconds"]), prometheus_url=args["prometheus_url"],
-            prometheus_timeout=float(args["prometheus_timeout"]),
-            prometheus_authorization=args["prometheus_authorization"], pods_file=args["pods_file"],
-            kubeconfig=args["kubeconfig"], enable_external_metrics=bool(args["enable_external_metrics"]),
-            cert_reload_interval=float(args["cert_reload_interval"]))
-        settings.validate()
-        return settings
-
     def validate(self) -> None:
         if self.source == "prometheus" and not self.prometheus_url:
-            raise SettingsError("--source prometheus needs --prometheus-url")
+            raise SettingsError("--source prometheus needs --prometheus-url", field="prometheus_url")
         if not self.insecure_http and (self.tls_cert_file is None or self.tls_private_key_file is None):
             raise SettingsError("TLS is required: give --tls-cert-file and --tls-private-key-file "
                                 "(or --insecure-http for a local demo)")
         if self.refresh_interval <= 0 or self.max_age <= 0:
-            raise SettingsError("--refresh-interval and --max-age must be positive")
-        if not 0 <= self.secure_port < 65536:
-            raise SettingsError(f"--secure-port {self.secure_port} is not a port")
+            raise SettingsError("--refresh-interval and --max-age must be positive", field="refresh_interval")
+        for name in ("secure_port", "exporter_port"):
+            if not 0 <= getattr(self, name) < 65536:
+                raise SettingsError(f"--{name.replace('_', '-')} {getattr(self, name)} is not a port", field=name)
+        if self.prometheus_timeout <= 0 or self.cert_reload_interval <= 0 or self.window_seconds <= 0:
+            raise SettingsError("--prometheus-timeout, --cert-reload-interval and --window-seconds must be positive")
+
+
+COMMAND = Command(
+    prog="kvscale-adapter", env_prefix="KVSCALE_ADAPTER_", settings=AdapterSettings,
+    description="Custom metrics adapter: serves kvscale's per-pod signals as custom.metrics.k8s.io to the HPA "
+                "(flags in the Kubernetes apiserver's vocabulary).")
+
+
+def load_settings(argv: Sequence[str] | None, environ: Mapping[str, str]) -> AdapterSettings:
+    """Settings from argv, environment and files; SettingsError if invalid."""
+    return load(COMMAND, argv, environ)

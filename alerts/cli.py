@@ -7,26 +7,20 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from alerts.config import AlertSettings, load_config
+from alerts.config import DEPRECATED_ENV, DEPRECATED_FLAG, load_config
 from alerts.render import RenderError, build_groups, render_files, write_files
-from exporter.contract.policy import ThresholdsError, describe
+from exporter.contract.policy import FLAG_HELP, PolicyError, describe
 
 log = logging.getLogger("kvscale.alerts")
 
-ENV_THRESHOLDS = "KVSCALE_ALERTS_THRESHOLDS"
 
-
-def _settings_help() -> str:
-    lines = ["thresholds and settings (--set name=value, or keys of the --thresholds file):"]
-    for name, unit, default, _doc in describe():
-        lines.append(f"  {name} = {default} ({unit})")
-    for field_name, field in AlertSettings.__dataclass_fields__.items():
-        lines.append(f"  {field_name} = {field.default!r} ({field.metadata['unit']})")
+def _policy_help() -> str:
+    lines = ["policy keys (--set name=value, or keys of the --policy file; see docs/metrics.md#policy):"]
+    lines += [f"  {name} = {default} ({unit})" for name, unit, default, _doc in describe()]
     return "\n".join(lines)
 
 
@@ -35,13 +29,13 @@ def parser() -> argparse.ArgumentParser:
     commands = top.add_subparsers(dest="command", required=True)
     build = commands.add_parser(
         "build", help="write <group>.rules.yml files and prometheusrule.yaml into DIR",
-        epilog=_settings_help(), formatter_class=argparse.RawDescriptionHelpFormatter)
+        epilog=_policy_help(), formatter_class=argparse.RawDescriptionHelpFormatter)
     build.add_argument("directory", type=Path, metavar="DIR", help="output directory (created if missing)")
-    build.add_argument("--thresholds", type=Path, default=os.environ.get(ENV_THRESHOLDS) or None,
-                       metavar="FILE.yaml",
-                       help=f"YAML mapping of threshold/setting names to values (env {ENV_THRESHOLDS})")
+    build.add_argument("--policy", type=Path, metavar="FILE", help=FLAG_HELP)
+    build.add_argument(DEPRECATED_FLAG, dest="deprecated_policy", type=Path, metavar="FILE",
+                       help=f"deprecated spelling of --policy (env {DEPRECATED_ENV}: of KVSCALE_POLICY)")
     build.add_argument("--set", dest="assignments", action="append", default=[], metavar="NAME=VALUE",
-                       help="override one threshold or setting; repeatable; applied after --thresholds")
+                       help="override one policy key; repeatable; applied after the --policy file")
     return top
 
 
@@ -49,10 +43,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     args = parser().parse_args(argv)
     try:
-        config = load_config(args.thresholds, args.assignments)
-        groups = build_groups(config)
-    except (ThresholdsError, ValueError) as exc:
-        log.error("invalid settings: %s", exc)
+        policy = load_config(args.policy, args.assignments, deprecated=args.deprecated_policy)
+    except PolicyError as exc:
+        print(f"kvscale-alerts: error: {exc}", file=sys.stderr)
+        return 2
+    try:
+        groups = build_groups(policy)
+    except ValueError as exc:
+        log.error("invalid rules: %s", exc)
         return 2
     try:
         written = write_files(render_files(groups), args.directory)

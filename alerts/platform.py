@@ -7,11 +7,11 @@ HPA alerts read kube-state-metrics, joined to kvscale's pods by the workload rul
 
 from __future__ import annotations
 
-from alerts.config import AlertsConfig
 from alerts.model import Alert, Group
 from alerts.promql import duration, kvscale, matchers, number
 from alerts.recording import HPA_SATURATION
 from exporter.contract.catalog import FAMILIES
+from exporter.contract.policy import Policy
 
 GPU_LOST = "KvscaleGPULost"
 GPU_XID_ERRORS = "KvscaleGPUXidErrors"
@@ -37,28 +37,20 @@ _HPA = "{{ $labels.namespace }}/{{ $labels.horizontalpodautoscaler }}"
 _CLUSTER = "{{ with $externalLabels.cluster }} in cluster {{ . }}{{ end }}"
 
 
-def _require_selector(name: str, value: str) -> str:
-    # absent() of an unselective up{} would only fire when Prometheus scrapes nothing at all.
-    if not value.strip():
-        raise ValueError(f"alerts.{name} must not be empty")
-    return value
-
-
 def _absent_description(selector: str, for_seconds: int) -> str:
     return f"Prometheus{_CLUSTER} has had no healthy target matching {{{selector}}} for {duration(for_seconds)}."
 
 
-def gpu_alerts(config: AlertsConfig) -> Group:
-    t, s = config.thresholds, config.settings
-    exp = s.exporter_selector
+def gpu_alerts(p: Policy) -> Group:
+    exp = p.exporter_selector
     up = kvscale("kvscale_gpu_up", exp)
     xid = kvscale("kvscale_gpu_xid_errors_total", exp)
-    window = duration(s.xid_window_seconds)
+    window = duration(p.xid_window_seconds)
     memory = f"{kvscale('kvscale_gpu_memory_used_bytes', exp)} / {kvscale('kvscale_gpu_memory_total_bytes', exp)}"
     return Group("kvscale-gpu-alerts", (
-        Alert(GPU_LOST, f"{up} == 0", s.gpu_lost_for_seconds, "critical",
+        Alert(GPU_LOST, f"{up} == 0", p.gpu_lost_for_seconds, "critical",
               "A GPU stopped answering NVML; the pods on it are failing.",
-              f"NVML cannot read {_GPU} for {duration(s.gpu_lost_for_seconds)}.",
+              f"NVML cannot read {_GPU} for {duration(p.gpu_lost_for_seconds)}.",
               up),
         # A new xid label set starts at 1, which increase() cannot see: catch new series too.
         Alert(GPU_XID_ERRORS,
@@ -67,46 +59,44 @@ def gpu_alerts(config: AlertsConfig) -> Group:
               "A GPU reported XID errors; check the code: some mean failing hardware.",
               f"{_GPU} reported XID {{{{ $labels.xid }}}} in the last {window}.",
               xid),
-        Alert(GPU_MEMORY_NEAR_FULL, f"{memory} > {number(t.gpu_memory_usage_alert)}",
-              s.gpu_memory_alert_for_seconds, "warning",
+        Alert(GPU_MEMORY_NEAR_FULL, f"{memory} > {number(p.gpu_memory_usage_alert)}",
+              p.gpu_memory_alert_for_seconds, "warning",
               "GPU memory is nearly full; the next allocation may fail with out-of-memory.",
               f"{_GPU} has {{{{ $value | humanizePercentage }}}} of its memory in use (line "
-              f"{t.gpu_memory_usage_alert * 100:g}%) for {duration(s.gpu_memory_alert_for_seconds)}.",
+              f"{p.gpu_memory_usage_alert * 100:g}%) for {duration(p.gpu_memory_alert_for_seconds)}.",
               memory),
     ))
 
 
-def component_alerts(config: AlertsConfig) -> Group:
-    s = config.settings
-    exp = _require_selector("exporter_selector", s.exporter_selector)
-    adapter = _require_selector("adapter_selector", s.adapter_selector)
+def component_alerts(p: Policy) -> Group:
+    # The policy refuses empty selectors: absent() of an unselective up{} would only fire when nothing is scraped.
+    exp, adapter = p.exporter_selector, p.adapter_selector
     collector = kvscale("kvscale_exporter_collector_success", exp)
     return Group("kvscale-component-alerts", (
-        Alert(EXPORTER_ABSENT, f"absent(up{{{exp}}} == 1)", s.absent_for_seconds, "critical",
+        Alert(EXPORTER_ABSENT, f"absent(up{{{exp}}} == 1)", p.absent_for_seconds, "critical",
               "No kvscale exporter is being scraped; kvscale metrics, dashboards and scaling signals are gone.",
-              _absent_description(exp, s.absent_for_seconds),
+              _absent_description(exp, p.absent_for_seconds),
               f"up{{{exp}}}"),
-        Alert(EXPORTER_DOWN, f"up{{{exp}}} == 0", s.absent_for_seconds, "warning",
+        Alert(EXPORTER_DOWN, f"up{{{exp}}} == 0", p.absent_for_seconds, "warning",
               "A kvscale exporter cannot be scraped; the pods on its node lose their signals.",
               "Prometheus cannot scrape the exporter {{ $labels.instance }}"
               "{{ if $labels.node }} on node {{ $labels.node }}{{ end }} for "
-              f"{duration(s.absent_for_seconds)}.",
+              f"{duration(p.absent_for_seconds)}.",
               f"up{{{exp}}}"),
-        Alert(EXPORTER_COLLECTOR_FAILING, f"{collector} == 0", s.collector_failing_for_seconds, "warning",
+        Alert(EXPORTER_COLLECTOR_FAILING, f"{collector} == 0", p.collector_failing_for_seconds, "warning",
               "A kvscale exporter collector keeps failing; some of its series are missing.",
               "The {{ $labels.collector }} collector of exporter {{ $labels.instance }} has failed every run "
-              f"for {duration(s.collector_failing_for_seconds)}; the exporter log has the cause.",
+              f"for {duration(p.collector_failing_for_seconds)}; the exporter log has the cause.",
               collector),
-        Alert(ADAPTER_ABSENT, f"absent(up{{{adapter}}} == 1)", s.absent_for_seconds, "critical",
+        Alert(ADAPTER_ABSENT, f"absent(up{{{adapter}}} == 1)", p.absent_for_seconds, "critical",
               "The kvscale custom-metrics adapter is not being scraped; HPAs on kvscale metrics cannot scale.",
-              _absent_description(adapter, s.absent_for_seconds),
+              _absent_description(adapter, p.absent_for_seconds),
               f"up{{{adapter}}}"),
     ))
 
 
-def hpa_alerts(config: AlertsConfig) -> Group:
-    s = config.settings
-    ksm = s.kube_state_metrics_selector
+def hpa_alerts(p: Policy) -> Group:
+    ksm = matchers(p.kube_state_metrics_selector, p.hpa_namespace_selector)  # the HPAs these alerts watch
     current = f"kube_horizontalpodautoscaler_status_current_replicas{{{matchers(ksm)}}}"
     maximum = f"kube_horizontalpodautoscaler_spec_max_replicas{{{matchers(ksm)}}}"
     condition = "kube_horizontalpodautoscaler_status_condition"
@@ -119,21 +109,21 @@ def hpa_alerts(config: AlertsConfig) -> Group:
     return Group("kvscale-hpa-alerts", (
         Alert(HPA_MAXED_OUT_SATURATED,
               f"({current} >= {maximum})\n{on_hpa}\n({HPA_SATURATION} > {number(SATURATED)})",
-              s.hpa_maxed_out_for_seconds, "warning",
+              p.hpa_maxed_out_for_seconds, "warning",
               "An HPA is at maxReplicas while its vLLM pods are over their scaling target.",
               f"HPA {_HPA} has run at its maximum of {{{{ $value }}}} replicas for "
-              f"{duration(s.hpa_maxed_out_for_seconds)} while its pods stay over their scaling target: "
+              f"{duration(p.hpa_maxed_out_for_seconds)} while its pods stay over their scaling target: "
               "demand exceeds the capacity it is allowed to add.",
               f"{maximum}\n{on_hpa}\n{HPA_SATURATION}"),
         Alert(HPA_METRICS_UNAVAILABLE, f"{inactive} == 1\n{on_hpa}\n{ours}",
-              s.hpa_metrics_unavailable_for_seconds, "warning",
+              p.hpa_metrics_unavailable_for_seconds, "warning",
               "An HPA scaling on kvscale metrics cannot read them; it is not scaling.",
               f"HPA {_HPA} has reported ScalingActive=False for "
-              f"{duration(s.hpa_metrics_unavailable_for_seconds)}: it cannot read its kvscale metrics "
+              f"{duration(p.hpa_metrics_unavailable_for_seconds)}: it cannot read its kvscale metrics "
               "and holds the replica count where it is.",
               f"{condition}{{{scaling_active}}}\n{on_hpa}\n{ours}"),
     ))
 
 
-def platform_groups(config: AlertsConfig) -> tuple[Group, ...]:
-    return gpu_alerts(config), component_alerts(config), hpa_alerts(config)
+def platform_groups(p: Policy) -> tuple[Group, ...]:
+    return gpu_alerts(p), component_alerts(p), hpa_alerts(p)

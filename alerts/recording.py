@@ -6,11 +6,11 @@ kept, the operations say how the value was made. Dashboards and alerts read thes
 
 from __future__ import annotations
 
-from alerts.config import AlertsConfig
 from alerts.model import Group, Recording
 from alerts.promql import duration, kvscale, matchers, number, vllm
 from exporter.contract.catalog import QUANTILES
 from exporter.contract.vllm_names import COUNTERS, HISTOGRAMS
+from exporter.contract.policy import Policy
 
 # vLLM's admission counter as the exporter reads it; the recording rule keeps vLLM's per-reason
 # breakdown for Prometheus-mode users (the alert reads the exporter's all-reasons rate).
@@ -31,9 +31,9 @@ def _base(name: str) -> str:
     return name.removesuffix("_total")
 
 
-def aggregates(config: AlertsConfig) -> Group:
+def aggregates(config: Policy) -> Group:
     """Per-model and fleet aggregates of the exporter's kvscale_* series."""
-    exp = config.settings.exporter_selector
+    exp = config.exporter_selector
     rules: list[Recording] = []
     for name in _SUMMED:
         rules.append(Recording(f"namespace_model:{name}:sum", f"sum by ({_MODEL}) ({kvscale(name, exp)})"))
@@ -59,10 +59,10 @@ def aggregates(config: AlertsConfig) -> Group:
     return Group("kvscale-aggregates", tuple(rules))
 
 
-def _histogram_rules(short: str, config: AlertsConfig) -> list[Recording]:
+def _histogram_rules(short: str, config: Policy) -> list[Recording]:
     name = HISTOGRAMS[short][0]  # newest spelling only: older aliases would double count
-    window = duration(config.settings.rate_window_seconds)
-    sel = config.settings.vllm_selector
+    window = duration(config.rate_window_seconds)
+    sel = config.vllm_selector
     pod_rate = f"namespace_pod_model:vllm_{name}_bucket:rate{window}"
     model_rate = f"namespace_model:vllm_{name}_bucket:rate{window}"
     rules = [
@@ -78,10 +78,10 @@ def _histogram_rules(short: str, config: AlertsConfig) -> list[Recording]:
     return rules
 
 
-def vllm_histograms(config: AlertsConfig) -> Group:
+def vllm_histograms(config: Policy) -> Group:
     """Prometheus-mode series from vLLM's own metrics: TTFT/ITL quantiles, token and event rates."""
-    window = duration(config.settings.rate_window_seconds)
-    sel = config.settings.vllm_selector
+    window = duration(config.rate_window_seconds)
+    sel = config.vllm_selector
     rules = _histogram_rules("ttft", config) + _histogram_rules("itl", config)
     for short in ("prompt_tokens", "generation_tokens", "preemptions"):
         name = COUNTERS[short][0]
@@ -103,10 +103,10 @@ def _owner(metric: str, kind: str, ksm: str) -> str:
     return f"{metric}{{{matchers(ksm, kind_matcher)}}}"
 
 
-def workloads(config: AlertsConfig) -> Group:
+def workloads(config: Policy) -> Group:
     """Pod -> Deployment/StatefulSet -> HPA, so HPA alerts can read their pods' saturation."""
-    ksm = config.settings.kube_state_metrics_selector
-    exp = config.settings.exporter_selector
+    ksm = config.kube_state_metrics_selector
+    exp = config.exporter_selector
     deployment_pods = (
         f"max by (namespace, workload, pod) (\n"
         f"  label_replace(\n"
@@ -135,5 +135,5 @@ def workloads(config: AlertsConfig) -> Group:
     ))
 
 
-def recording_groups(config: AlertsConfig) -> tuple[Group, ...]:
+def recording_groups(config: Policy) -> tuple[Group, ...]:
     return aggregates(config), vllm_histograms(config), workloads(config)

@@ -13,11 +13,11 @@ from typing import Any
 import yaml
 
 from alerts.alerting import vllm_alerts
-from alerts.config import AlertsConfig
 from alerts.model import Alert, Group
 from alerts.platform import platform_groups
 from alerts.recording import recording_groups
 from alerts.runbooks import add_runbook_urls
+from exporter.contract.policy import Policy
 
 PROMETHEUS_RULE_FILE = "prometheusrule.yaml"
 RULES_SUFFIX = ".rules.yml"
@@ -28,7 +28,7 @@ class RenderError(OSError):
     """The build could not be written; the message names the path."""
 
 
-def build_groups(config: AlertsConfig) -> tuple[Group, ...]:
+def build_groups(config: Policy) -> tuple[Group, ...]:
     """Every group kvscale ships, in evaluation-file order, each alert linked to its runbook."""
     groups = (*recording_groups(config), vllm_alerts(config), *platform_groups(config))
     names = [g.name for g in groups]
@@ -37,7 +37,7 @@ def build_groups(config: AlertsConfig) -> tuple[Group, ...]:
     alerts = [a.alert for g in groups for a in g.alerts()]
     if len(set(alerts)) != len(alerts):
         raise ValueError(f"duplicate alert names: {alerts}")
-    return add_runbook_urls(groups, config.settings.runbook_url_base)
+    return add_runbook_urls(groups, config.runbook_url_base)
 
 
 def all_alerts(groups: tuple[Group, ...]) -> tuple[Alert, ...]:

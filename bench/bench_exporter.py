@@ -191,7 +191,7 @@ async def cycle_rows(specs: Sequence[str], it: Iterations) -> list[Row]:
     settings = Settings(vllm_target=list(specs), nvml="off", interval=5 * INTERVAL, window=WINDOW,
                         gpu_price_per_hour=GPU_PRICE)
     policy = VllmPolicy(window_seconds=settings.window, quantiles=tuple(settings.quantiles),
-                        thresholds=settings.thresholds, gpu_price_per_hour=settings.gpu_price_per_hour or None,
+                        thresholds=settings.policy, gpu_price_per_hour=settings.gpu_price_per_hour or None,
                         default_gpus_per_pod=settings.gpus_per_pod)
     source = StaticTargets([parse_static(spec) for spec in settings.vllm_target])
     connector = aiohttp.TCPConnector(limit=64, limit_per_host=2, force_close=False)

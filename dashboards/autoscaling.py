@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from grafana_foundation_sdk.builders import dashboard as db
 
+from alerts import alerting, platform
 from dashboards import common as c
 from dashboards.panels import BAD, OK, WARN, Line, PanelBuilder, Query, layout, stat_panel, timeseries_panel
-from exporter.contract.policy import Thresholds
+from exporter.contract.policy import Policy
 
 UID = "kvscale-autoscaling"
 
@@ -21,100 +22,102 @@ SATURATION = c.metric("kvscale_vllm_saturation_ratio")
 HPA = "{{horizontalpodautoscaler}}"
 
 
-def _condition(condition: str, status: str) -> str:
-    return f'max({c.KSM_HPA_CONDITION}{{{c.KSM}, condition="{condition}", status="{status}"}})'
+def _condition(t: Policy, condition: str, status: str) -> str:
+    return f'max({c.KSM_HPA_CONDITION}{{{c.ksm(t)}, condition="{condition}", status="{status}"}})'
 
 
-def _glance(t: Thresholds) -> list[PanelBuilder]:
-    at_max = (f"max({c.KSM_HPA_CURRENT}{{{c.KSM}}} >= bool on(namespace, horizontalpodautoscaler) "
-              f"{c.KSM_HPA_MAX}{{{c.KSM}}})")
+def _glance(t: Policy) -> list[PanelBuilder]:
+    at_max = (f"max({c.KSM_HPA_CURRENT}{{{c.ksm(t)}}} >= bool on(namespace, horizontalpodautoscaler) "
+              f"{c.KSM_HPA_MAX}{{{c.ksm(t)}}})")
     return [
-        stat_panel("HPA can read its metrics", Query(_condition("ScalingActive", "true")), unit="bool_yes_no",
-                   base=BAD, lines=[Line(1, OK)], span=6, runbooks=[c.ALERT_HPA_METRICS, c.ALERT_ADAPTER_ABSENT],
+        stat_panel("HPA can read its metrics", Query(_condition(t, "ScalingActive", "true")), unit="bool_yes_no",
+                   base=BAD, lines=[Line(1, OK)], span=6,
+                   runbooks=[platform.HPA_METRICS_UNAVAILABLE, platform.ADAPTER_ABSENT],
                    description="ScalingActive condition. No = the HPA cannot fetch its metric (adapter down, "
                                "APIService unavailable, metric name or selector wrong) and holds replicas."),
-        stat_panel("HPA able to scale", Query(_condition("AbleToScale", "true")), unit="bool_yes_no",
+        stat_panel("HPA able to scale", Query(_condition(t, "AbleToScale", "true")), unit="bool_yes_no",
                    base=BAD, lines=[Line(1, OK)], span=6,
                    description="AbleToScale condition. No = the scale target cannot be read or updated, or a "
                                "stabilization window is holding a change back."),
-        stat_panel("HPA limited by min/max", Query(_condition("ScalingLimited", "true")), unit="bool_yes_no",
-                   lines=[Line(1, WARN)], span=6, runbooks=[c.ALERT_HPA_MAXED],
+        stat_panel("HPA limited by min/max", Query(_condition(t, "ScalingLimited", "true")), unit="bool_yes_no",
+                   lines=[Line(1, WARN)], span=6, runbooks=[platform.HPA_MAXED_OUT_SATURATED],
                    description="ScalingLimited condition: the HPA wants more (or fewer) replicas than its bounds "
                                "allow."),
         stat_panel("Any HPA at max replicas", Query(at_max), unit="bool_yes_no", lines=[Line(1, WARN)], span=6,
-                   runbooks=[c.ALERT_HPA_MAXED],
+                   runbooks=[platform.HPA_MAXED_OUT_SATURATED],
                    description="Current replicas reached maxReplicas. With saturation above 1 the fleet is "
                                "under-provisioned: raise maxReplicas or GPU quota."),
     ]
 
 
-def _replicas(t: Thresholds) -> list[PanelBuilder]:
+def _replicas(t: Policy) -> list[PanelBuilder]:
     return [
         timeseries_panel(
             "HPA replicas",
-            [Query(f"{c.KSM_HPA_CURRENT}{{{c.KSM}}}", f"{HPA} current"),
-             Query(f"{c.KSM_HPA_DESIRED}{{{c.KSM}}}", f"{HPA} desired"),
-             Query(f"{c.KSM_HPA_MIN}{{{c.KSM}}}", f"{HPA} min"),
-             Query(f"{c.KSM_HPA_MAX}{{{c.KSM}}}", f"{HPA} max")],
-            unit="short", runbooks=[c.ALERT_HPA_MAXED],
+            [Query(f"{c.KSM_HPA_CURRENT}{{{c.ksm(t)}}}", f"{HPA} current"),
+             Query(f"{c.KSM_HPA_DESIRED}{{{c.ksm(t)}}}", f"{HPA} desired"),
+             Query(f"{c.KSM_HPA_MIN}{{{c.ksm(t)}}}", f"{HPA} min"),
+             Query(f"{c.KSM_HPA_MAX}{{{c.ksm(t)}}}", f"{HPA} max")],
+            unit="short", runbooks=[platform.HPA_MAXED_OUT_SATURATED],
             description="Current, desired and the bounds of each HPA (kube-state-metrics)."),
         timeseries_panel(
             "Deployment replicas",
-            [Query(f"{c.KSM_DEPLOY_SPEC}{{{c.KSM}}}", "{{deployment}} spec"),
-             Query(f"{c.KSM_DEPLOY_AVAILABLE}{{{c.KSM}}}", "{{deployment}} available")],
+            [Query(f"{c.KSM_DEPLOY_SPEC}{{{c.ksm(t)}}}", "{{deployment}} spec"),
+             Query(f"{c.KSM_DEPLOY_AVAILABLE}{{{c.ksm(t)}}}", "{{deployment}} available")],
             unit="short",
             description="Replicas asked of the Deployment and those available. A lasting gap is pods stuck "
                         "Pending (GPUs) or loading the model."),
     ]
 
 
-def _signals(t: Thresholds) -> list[PanelBuilder]:
+def _signals(t: Policy) -> list[PanelBuilder]:
     per_model = "namespace, model_name"
     return [
         timeseries_panel(
             "HPA metric vs target",
-            [Query(f"{c.KSM_HPA_STATUS_TARGET}{{{c.KSM}}}", f"{HPA} {{{{metric_name}}}} current"),
-             Query(f"{c.KSM_HPA_SPEC_TARGET}{{{c.KSM}}}", f"{HPA} {{{{metric_name}}}} target")],
-            unit="short", runbooks=[c.ALERT_HPA_METRICS], span=24,
+            [Query(f"{c.KSM_HPA_STATUS_TARGET}{{{c.ksm(t)}}}", f"{HPA} {{{{metric_name}}}} current"),
+             Query(f"{c.KSM_HPA_SPEC_TARGET}{{{c.ksm(t)}}}", f"{HPA} {{{{metric_name}}}} target")],
+            unit="short", runbooks=[platform.HPA_METRICS_UNAVAILABLE], span=24,
             description="What the HPA itself last read for each metric against its target (kube-state-metrics). "
                         "A flat or missing current value means the HPA is not getting fresh metrics."),
         timeseries_panel(
             "Waiting requests per pod (HPA signal)",
             [Query(f"avg by ({per_model}) ({WAITING.name}{{{c.VLLM}}})", "{{namespace}}/{{model_name}}")],
-            unit="short", lines=[Line(t.queue_target, WARN)], span=8, runbooks=[c.ALERT_QUEUE],
+            unit="short", lines=[Line(t.queue_target, WARN)], span=8, runbooks=[alerting.QUEUE_BACKLOG_GROWING],
             description=f"Mean over pods, as the HPA averages a Pods metric; target {t.queue_target:g}."),
         timeseries_panel(
             "KV cache usage per pod (HPA signal)",
             [Query(f"avg by ({per_model}) ({KV.name}{{{c.VLLM}}})", "{{namespace}}/{{model_name}}")],
-            unit="percentunit", max_val=1, lines=[Line(t.kv_target, WARN)], span=8, runbooks=[c.ALERT_KV_FULL],
+            unit="percentunit", max_val=1, lines=[Line(t.kv_target, WARN)], span=8,
+            runbooks=[alerting.KV_CACHE_NEARLY_FULL],
             description=f"Mean over pods; target {t.kv_target:.0%}."),
         timeseries_panel(
             "Saturation per pod (HPA signal)",
             [Query(f"avg by ({per_model}) ({SATURATION.name}{{{c.VLLM}}})", "{{namespace}}/{{model_name}} mean"),
              Query(f"max by ({per_model}) ({SATURATION.name}{{{c.VLLM}}})", "{{namespace}}/{{model_name}} max")],
-            unit="percentunit", lines=[Line(1.0, WARN)], span=8, runbooks=[c.ALERT_HPA_MAXED],
+            unit="percentunit", lines=[Line(1.0, WARN)], span=8, runbooks=[platform.HPA_MAXED_OUT_SATURATED],
             description="1 = at target on the worst of KV usage, queue and TTFT. " + SATURATION.help),
     ]
 
 
-def _events(t: Thresholds) -> list[PanelBuilder]:
+def _events(t: Policy) -> list[PanelBuilder]:
     window = f"{t.scale_down_stabilization_seconds}s"
     return [
         timeseries_panel(
-            "Scaling events", [Query(f"changes({c.KSM_HPA_DESIRED}{{{c.KSM}}}[{window}])", HPA)],
+            "Scaling events", [Query(f"changes({c.KSM_HPA_DESIRED}{{{c.ksm(t)}}}[{window}])", HPA)],
             unit="short", span=12,
             description=f"Changes of desired replicas over the scale-down stabilization window ({window}). More than "
                         "a couple per window is flapping: widen the window or smooth the metric."),
         timeseries_panel(
             "HPA conditions (1 = true)",
-            [Query(f'{c.KSM_HPA_CONDITION}{{{c.KSM}, status="true"}}', f"{HPA} {{{{condition}}}}")],
-            unit="short", max_val=1, span=12, runbooks=[c.ALERT_HPA_METRICS],
+            [Query(f'{c.KSM_HPA_CONDITION}{{{c.ksm(t)}, status="true"}}', f"{HPA} {{{{condition}}}}")],
+            unit="short", max_val=1, span=12, runbooks=[platform.HPA_METRICS_UNAVAILABLE],
             description="AbleToScale, ScalingActive and ScalingLimited over time; a condition dropping to 0 marks "
                         "when the HPA lost its metric or its target."),
     ]
 
 
-def build(thresholds: Thresholds) -> db.Dashboard:
+def build(thresholds: Policy) -> db.Dashboard:
     dash = c.new_dashboard(UID, "kvscale / Autoscaling",
                            "Each HPA's metric against its target, its replicas, conditions and scaling events.")
     sections = (("HPA health", _glance), ("Replicas", _replicas), ("Signals vs targets", _signals),

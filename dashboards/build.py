@@ -14,11 +14,11 @@ from typing import Any
 from grafana_foundation_sdk.builders import dashboard as db
 from grafana_foundation_sdk.cog.encoder import JSONEncoder
 
-from dashboards import autoscaling, engine, fleet, gpu
-from exporter.contract.policy import Thresholds
+from dashboards import autoscaling, common, engine, fleet, gpu
+from exporter.contract.policy import Policy
 
 # File stem -> builder. Order is the order a reader meets them: fleet first.
-DASHBOARDS: dict[str, Callable[[Thresholds], db.Dashboard]] = {
+DASHBOARDS: dict[str, Callable[[Policy], db.Dashboard]] = {
     "fleet": fleet.build,
     "engine": engine.build,
     "gpu": gpu.build,
@@ -45,12 +45,13 @@ def _number_panels(dash: dict[str, Any]) -> None:
         panel["id"] = index
 
 
-def render(thresholds: Thresholds) -> dict[str, dict[str, Any]]:
+def render(policy: Policy) -> dict[str, dict[str, Any]]:
     """Dashboard JSON (as dicts) by file stem."""
     rendered: dict[str, dict[str, Any]] = {}
     for stem, builder in DASHBOARDS.items():
-        dash: dict[str, Any] = json.loads(json.dumps(builder(thresholds).build(), cls=JSONEncoder))
+        dash: dict[str, Any] = json.loads(json.dumps(builder(policy).build(), cls=JSONEncoder))
         _number_panels(dash)
+        common.resolve_runbooks(dash, policy.runbook_url_base)
         rendered[stem] = dash
     return rendered
 
@@ -59,17 +60,17 @@ def to_text(dash: dict[str, Any]) -> str:
     return json.dumps(dash, indent=2, ensure_ascii=False) + "\n"
 
 
-def files(thresholds: Thresholds) -> dict[str, str]:
+def files(policy: Policy) -> dict[str, str]:
     """File name -> file content of a build."""
-    return {f"{stem}.json": to_text(dash) for stem, dash in render(thresholds).items()}
+    return {f"{stem}.json": to_text(dash) for stem, dash in render(policy).items()}
 
 
-def write(out_dir: Path, thresholds: Thresholds) -> list[Path]:
+def write(out_dir: Path, policy: Policy) -> list[Path]:
     """Write the build into ``out_dir`` (created if needed); returns the paths written."""
     written = []
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
-        for name, text in files(thresholds).items():
+        for name, text in files(policy).items():
             path = out_dir / name
             path.write_text(text, encoding="utf-8")
             written.append(path)
@@ -78,9 +79,9 @@ def write(out_dir: Path, thresholds: Thresholds) -> list[Path]:
     return written
 
 
-def drift(out_dir: Path, thresholds: Thresholds) -> list[str]:
+def drift(out_dir: Path, policy: Policy) -> list[str]:
     """Names of files in ``out_dir`` that are missing, stale or unexpected against a fresh build."""
-    fresh = files(thresholds)
+    fresh = files(policy)
     try:
         present = {p.name: p.read_text(encoding="utf-8") for p in out_dir.glob("*.json")}
     except OSError as exc:

@@ -1,31 +1,42 @@
 """What every kvscale dashboard shares: datasource, variables, selectors, links.
 
-Selectors are written once here and interpolated into every query (the
+Selectors are written once here or in the policy and interpolated into every query (the
 kubernetes-mixin ``_config`` idea), so a panel never spells a label matcher itself.
-Metric names come from the exporter's catalog; the raw vLLM and kube-state-metrics
-names that the catalog does not own are defined here, once.
+Metric names come from the exporter's catalog, alert names from the alerts package,
+the kube-state-metrics selector and the runbook base from the policy; the raw vLLM and
+kube-state-metrics names that the catalog does not own are defined here, once.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 from grafana_foundation_sdk.builders import dashboard as db
 from grafana_foundation_sdk.models import dashboard as model
 
+from alerts.runbooks import runbook_url as _alert_runbook_url
 from exporter.contract.catalog import Family, family
+from exporter.contract.policy import Policy
 from exporter.contract.vllm_names import HISTOGRAMS
 
 DATASOURCE = model.DataSourceRef(type_val="prometheus", uid="${datasource}")
 TAG = "kvscale"
 
-# Runbooks live in the repository's docs; the alerts' runbook_url points at the same file.
-RUNBOOK_URL = "https://github.com/kvscale/kvscale/blob/main/docs/runbooks.md"
+# Panels link runbooks by alert name before the policy is known; the build replaces this base
+# with the policy's runbook_url_base (resolve_runbooks), so links match the alerts' runbook_url.
+_RUNBOOKS = "kvscale:runbooks"
 
 # Matchers interpolated between {} in queries. Regex matchers so "All" (.*) works.
 VLLM = 'namespace=~"$namespace", model_name=~"$model", pod=~"$pod"'
 POD = 'namespace=~"$namespace", pod=~"$pod"'
 NAMESPACE = 'namespace=~"$namespace"'
 GPU = 'node=~"$node"'
-KSM = 'job="kube-state-metrics", namespace=~"$namespace"'
+
+
+
+def ksm(policy: Policy) -> str:
+    """kube-state-metrics series of the selected namespaces."""
+    return ", ".join(m for m in (policy.kube_state_metrics_selector, NAMESPACE) if m)
 
 # vLLM's own histogram (Prometheus scrapes vLLM directly), spelled as the exporter reads it.
 VLLM_TTFT_BUCKET = f"vllm:{HISTOGRAMS['ttft'][0]}_bucket"
@@ -41,24 +52,6 @@ KSM_HPA_CONDITION = "kube_horizontalpodautoscaler_status_condition"
 KSM_DEPLOY_SPEC = "kube_deployment_spec_replicas"
 KSM_DEPLOY_AVAILABLE = "kube_deployment_status_replicas_available"
 
-
-# Alert names the panels link runbooks for (alerts/ defines the rules; a test holds the two together).
-ALERT_KV_FULL = "KvscaleKVCacheNearlyFull"
-ALERT_KV_FRAGMENTED = "KvscaleKVFragmentationHigh"
-ALERT_TTFT = "KvscaleTTFTOverSLO"
-ALERT_QUEUE = "KvscaleQueueBacklogGrowing"
-ALERT_PREEMPTIONS = "KvscalePreemptions"
-ALERT_REJECTIONS = "KvscaleAdmissionRejections"
-ALERT_TARGET_DOWN = "KvscaleVLLMTargetDown"
-ALERT_EXPORTER_ABSENT = "KvscaleExporterAbsent"
-ALERT_EXPORTER_DOWN = "KvscaleExporterDown"
-ALERT_COLLECTOR_FAILING = "KvscaleExporterCollectorFailing"
-ALERT_GPU_LOST = "KvscaleGPULost"
-ALERT_GPU_XID = "KvscaleGPUXidErrors"
-ALERT_GPU_MEMORY = "KvscaleGPUMemoryNearFull"
-ALERT_HPA_MAXED = "KvscaleHPAMaxedOutSaturated"
-ALERT_HPA_METRICS = "KvscaleHPAMetricsUnavailable"
-ALERT_ADAPTER_ABSENT = "KvscaleAdapterAbsent"
 
 
 def metric(name: str) -> Family:
@@ -98,8 +91,17 @@ def variables(*, with_node: bool = False) -> list[db.DatasourceVariable | db.Que
 
 
 def runbook_url(alert: str) -> str:
-    """Anchor of an alert's runbook section (the alerts engineer's headings are the alert names)."""
-    return f"{RUNBOOK_URL}#{alert.lower()}"
+    """An alert's runbook section, against the base the build fills in from the policy."""
+    return _alert_runbook_url(_RUNBOOKS, alert)
+
+
+def resolve_runbooks(dash: dict[str, Any], base: str) -> None:
+    """Point the rendered dashboard's runbook links (its own and its panels') at the policy's base."""
+    panels = [*dash.get("panels", []), *(p for row in dash.get("panels", []) for p in row.get("panels", []))]
+    for holder in (dash, *panels):
+        for link in holder.get("links", []):
+            if link.get("url", "").startswith(_RUNBOOKS):
+                link["url"] = base + link["url"][len(_RUNBOOKS):]
 
 
 def runbook_link(alert: str) -> db.DashboardLink:
@@ -131,7 +133,7 @@ def dashboard_links() -> list[db.DashboardLink]:
         .keep_time(True),
         db.DashboardLink("Runbooks")
         .type(model.DashboardLinkType.LINK)
-        .url(RUNBOOK_URL)
+        .url(_RUNBOOKS)
         .icon("doc")
         .target_blank(True),
     ]

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 from grafana_foundation_sdk.builders import dashboard as db
 
+from alerts import alerting, platform
 from dashboards import common as c
 from dashboards.panels import WARN, Line, PanelBuilder, Query, layout, timeseries_panel
 from exporter.contract.catalog import Family
-from exporter.contract.policy import Thresholds
+from exporter.contract.policy import Policy
 
 UID = "kvscale-engine"
 
@@ -44,51 +45,53 @@ def _quantiles(fam: Family, title: str, lines: list[Line], runbooks: list[str], 
         unit="s", lines=lines, runbooks=runbooks, span=span, description=fam.help)
 
 
-def _health(t: Thresholds) -> list[PanelBuilder]:
+def _health(t: Policy) -> list[PanelBuilder]:
     return [
         timeseries_panel(
             "vLLM target up", [Query(f"{UP.name}{{{c.VLLM}}}", "{{pod}}")], unit="short", max_val=1, span=8,
-            runbooks=[c.ALERT_TARGET_DOWN],
+            runbooks=[alerting.VLLM_TARGET_DOWN],
             description="0 = the exporter could not scrape or read the pod's /metrics; its other series then "
                         "disappear rather than freeze. " + UP.help),
         timeseries_panel(
             "Exporter scrape of the pod", [Query(f"{SCRAPE.name}{{{c.POD}}}", "{{pod}}")], unit="s", span=8,
-            runbooks=[c.ALERT_EXPORTER_DOWN, c.ALERT_EXPORTER_ABSENT], description=SCRAPE.help),
+            runbooks=[platform.EXPORTER_DOWN, platform.EXPORTER_ABSENT], description=SCRAPE.help),
         timeseries_panel(
             "Exporter collectors", [Query(f"min by (collector) ({COLLECTOR_OK.name})", "{{collector}} ok"),
                                     Query(f"max by (collector) ({COLLECTOR_TIME.name})", "{{collector}} seconds")],
-            unit="short", span=8, runbooks=[c.ALERT_COLLECTOR_FAILING],
+            unit="short", span=8, runbooks=[platform.EXPORTER_COLLECTOR_FAILING],
             description=COLLECTOR_OK.help + " " + COLLECTOR_TIME.help),
     ]
 
 
-def _batch(t: Thresholds) -> list[PanelBuilder]:
+def _batch(t: Policy) -> list[PanelBuilder]:
     return [
         timeseries_panel(
             "Running and waiting requests",
             [Query(f"{RUNNING.name}{{{c.VLLM}}}", "{{pod}} running"),
              Query(f"{WAITING.name}{{{c.VLLM}}}", "{{pod}} waiting")],
-            unit="short", lines=[Line(t.queue_target, WARN)], runbooks=[c.ALERT_QUEUE],
+            unit="short", lines=[Line(t.queue_target, WARN)], runbooks=[alerting.QUEUE_BACKLOG_GROWING],
             description=f"Dashed line: queue target per pod ({t.queue_target:g}). Waiting grows while running is "
                         "flat: the batch is limited by KV cache or max_num_seqs. " + WAITING.help),
         timeseries_panel(
             "Admission rejections per second",
             [Query(f"{REJECTIONS.name}{{{c.VLLM}}}", "{{pod}}")],
-            unit="reqps", runbooks=[c.ALERT_REJECTIONS],
+            unit="reqps", runbooks=[alerting.ADMISSION_REJECTIONS_ALERT],
             description=REJECTIONS.help + " Any steady rate means clients see errors: scale out or raise the "
                                           "queue limit."),
     ]
 
 
-def _kv(t: Thresholds) -> list[PanelBuilder]:
+def _kv(t: Policy) -> list[PanelBuilder]:
     return [
         timeseries_panel(
             "KV cache usage", [Query(f"{KV.name}{{{c.VLLM}}}", "{{pod}}")], unit="percentunit", max_val=1,
-            lines=[Line(t.kv_target, WARN), Line(t.kv_cache_usage_alert)], runbooks=[c.ALERT_KV_FULL], span=6,
+            lines=[Line(t.kv_target, WARN), Line(t.kv_cache_usage_alert)],
+            runbooks=[alerting.KV_CACHE_NEARLY_FULL], span=6,
             description=KV.help),
         timeseries_panel(
             "KV fragmentation (estimate)", [Query(f"{FRAGMENTATION.name}{{{c.VLLM}}}", "{{pod}}")],
-            unit="percentunit", lines=[Line(t.kv_fragmentation_alert)], runbooks=[c.ALERT_KV_FRAGMENTED], span=6,
+            unit="percentunit", lines=[Line(t.kv_fragmentation_alert)],
+            runbooks=[alerting.KV_FRAGMENTATION_HIGH], span=6,
             description=FRAGMENTATION.help),
         timeseries_panel(
             "KV cache capacity", [Query(f"{CAPACITY.name}{{{c.VLLM}}}", "{{pod}}")], unit="short", span=6,
@@ -99,25 +102,25 @@ def _kv(t: Thresholds) -> list[PanelBuilder]:
     ]
 
 
-def _latency(t: Thresholds) -> list[PanelBuilder]:
+def _latency(t: Policy) -> list[PanelBuilder]:
     ttft_vllm = (f"histogram_quantile(0.95, sum by (le, pod) (rate({c.VLLM_TTFT_BUCKET}{{{c.VLLM}}}"
                  "[$__rate_interval])))")
     return [
-        _quantiles(TTFT, "Time to first token", [Line(t.ttft_p95_slo_seconds)], [c.ALERT_TTFT]),
+        _quantiles(TTFT, "Time to first token", [Line(t.ttft_p95_slo_seconds)], [alerting.TTFT_OVER_SLO]),
         timeseries_panel(
             "TTFT p95: exporter vs Prometheus",
             [Query(f'{TTFT.name}{{{c.VLLM}, quantile="0.95"}}', "{{pod}} exporter"),
              Query(ttft_vllm, "{{pod}} histogram_quantile")],
-            unit="s", lines=[Line(t.ttft_p95_slo_seconds)], runbooks=[c.ALERT_TTFT],
+            unit="s", lines=[Line(t.ttft_p95_slo_seconds)], runbooks=[alerting.TTFT_OVER_SLO],
             description="The exporter's windowed p95 next to histogram_quantile over vLLM's buckets; they should "
                         "agree within the window difference. A gap means the exporter reads a stale target."),
         _quantiles(ITL, "Inter-token latency", [], [], span=8),
         _quantiles(E2E, "End-to-end latency", [], [], span=8),
-        _quantiles(QUEUE_TIME, "Queue time", [], [c.ALERT_QUEUE], span=8),
+        _quantiles(QUEUE_TIME, "Queue time", [], [alerting.QUEUE_BACKLOG_GROWING], span=8),
     ]
 
 
-def _throughput(t: Thresholds) -> list[PanelBuilder]:
+def _throughput(t: Policy) -> list[PanelBuilder]:
     return [
         timeseries_panel(
             "Tokens per second",
@@ -126,12 +129,12 @@ def _throughput(t: Thresholds) -> list[PanelBuilder]:
             unit="short", description=PROMPT.help + " " + GENERATION.help),
         timeseries_panel(
             "Preemptions per second", [Query(f"{PREEMPTIONS.name}{{{c.VLLM}}}", "{{pod}}")], unit="short",
-            lines=[Line(t.preemptions_per_second_alert)], runbooks=[c.ALERT_PREEMPTIONS],
+            lines=[Line(t.preemptions_per_second_alert)], runbooks=[alerting.PREEMPTIONS],
             description="Each preemption throws away a request's KV and recomputes it. " + PREEMPTIONS.help),
     ]
 
 
-def build(thresholds: Thresholds) -> db.Dashboard:
+def build(thresholds: Policy) -> db.Dashboard:
     dash = c.new_dashboard(UID, "kvscale / vLLM engine",
                            "One vLLM pod in detail: batch, KV cache, latency quantiles, waste, and its exporter.")
     sections = (("Health", _health), ("Batch and queue", _batch), ("KV cache", _kv), ("Latency", _latency),

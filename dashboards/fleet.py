@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from grafana_foundation_sdk.builders import dashboard as db
 
+from alerts import alerting, platform
 from dashboards import common as c
 from dashboards.panels import BAD, OK, WARN, Line, PanelBuilder, Query, layout, stat_panel, timeseries_panel
-from exporter.contract.policy import Thresholds
+from exporter.contract.policy import Policy
 
 UID = "kvscale-fleet"
 
@@ -34,24 +35,25 @@ def _quantile(q: str) -> str:
     return f'max({TTFT.name}{{{c.VLLM}, quantile="{q}"}})'
 
 
-def _glance(t: Thresholds) -> list[PanelBuilder]:
+def _glance(t: Policy) -> list[PanelBuilder]:
     return [
         stat_panel("Pods serving", Query(f"sum({UP.name}{{{c.VLLM}}})"), unit="short", base=BAD,
-                   lines=[Line(1, OK)], runbooks=[c.ALERT_TARGET_DOWN],
+                   lines=[Line(1, OK)], runbooks=[alerting.VLLM_TARGET_DOWN],
                    description="vLLM pods whose /metrics the exporter read in its last collection. " + UP.help),
         stat_panel("Worst saturation", Query(f"max({SATURATION.name}{{{c.VLLM}}})"), unit="percentunit",
-                   lines=[Line(1.0, WARN)], runbooks=[c.ALERT_HPA_MAXED],
+                   lines=[Line(1.0, WARN)], runbooks=[platform.HPA_MAXED_OUT_SATURATED],
                    description="The fullest pod against policy; 100% = at target, the HPA should be adding "
                                "replicas. " + SATURATION.help),
         stat_panel("Waiting per pod", Query(f"avg({WAITING.name}{{{c.VLLM}}})"), unit="short", decimals=1,
-                   lines=[Line(t.queue_target, WARN)], runbooks=[c.ALERT_QUEUE],
+                   lines=[Line(t.queue_target, WARN)], runbooks=[alerting.QUEUE_BACKLOG_GROWING],
                    description=f"Mean queue depth per pod; the HPA aims for {t.queue_target:g}. " + WAITING.help),
         stat_panel("Fullest KV cache", Query(f"max({KV.name}{{{c.VLLM}}})"), unit="percentunit",
-                   lines=[Line(t.kv_target, WARN), Line(t.kv_cache_usage_alert, BAD)], runbooks=[c.ALERT_KV_FULL],
+                   lines=[Line(t.kv_target, WARN), Line(t.kv_cache_usage_alert, BAD)],
+                   runbooks=[alerting.KV_CACHE_NEARLY_FULL],
                    description=f"Highest KV-cache usage of any pod; scaling target {t.kv_target:.0%}, alert above "
                                f"{t.kv_cache_usage_alert:.0%}. " + KV.help),
         stat_panel("Worst TTFT p95", Query(_quantile("0.95")), unit="s",
-                   lines=[Line(t.ttft_p95_slo_seconds, BAD)], runbooks=[c.ALERT_TTFT],
+                   lines=[Line(t.ttft_p95_slo_seconds, BAD)], runbooks=[alerting.TTFT_OVER_SLO],
                    description=f"Slowest pod's time-to-first-token p95; SLO {t.ttft_p95_slo_seconds:g} s. "
                                + TTFT.help),
         stat_panel("Cost per 1M tokens", Query(FLEET_COST), unit="currencyUSD", decimals=2,
@@ -59,49 +61,49 @@ def _glance(t: Thresholds) -> list[PanelBuilder]:
     ]
 
 
-def _replicas(t: Thresholds) -> list[PanelBuilder]:
+def _replicas(t: Policy) -> list[PanelBuilder]:
     hpa = 'horizontalpodautoscaler'
     return [
         timeseries_panel(
             "Replicas: current vs desired",
-            [Query(f"{c.KSM_HPA_CURRENT}{{{c.KSM}}}", f"{{{{{hpa}}}}} current"),
-             Query(f"{c.KSM_HPA_DESIRED}{{{c.KSM}}}", f"{{{{{hpa}}}}} desired"),
-             Query(f"{c.KSM_HPA_MAX}{{{c.KSM}}}", f"{{{{{hpa}}}}} max"),
+            [Query(f"{c.KSM_HPA_CURRENT}{{{c.ksm(t)}}}", f"{{{{{hpa}}}}} current"),
+             Query(f"{c.KSM_HPA_DESIRED}{{{c.ksm(t)}}}", f"{{{{{hpa}}}}} desired"),
+             Query(f"{c.KSM_HPA_MAX}{{{c.ksm(t)}}}", f"{{{{{hpa}}}}} max"),
              Query(f"count by (namespace) ({UP.name}{{{c.VLLM}}} == 1)", "{{namespace}} pods serving")],
-            unit="short", runbooks=[c.ALERT_HPA_MAXED, c.ALERT_HPA_METRICS],
+            unit="short", runbooks=[platform.HPA_MAXED_OUT_SATURATED, platform.HPA_METRICS_UNAVAILABLE],
             description="What the HPA runs, what it wants, and its ceiling (kube-state-metrics), next to the pods "
                         "actually serving. Desired above current for long: pods are not starting (GPU quota, "
                         "image pull, model load). Current at max while saturated: raise maxReplicas or add GPUs."),
         timeseries_panel(
             "Saturation per pod", [Query(f"{SATURATION.name}{{{c.VLLM}}}", "{{pod}}")],
-            drilldown=True, unit="percentunit", lines=[Line(1.0, WARN)], runbooks=[c.ALERT_HPA_MAXED],
+            drilldown=True, unit="percentunit", lines=[Line(1.0, WARN)], runbooks=[platform.HPA_MAXED_OUT_SATURATED],
             description="1 (100%) = at the scaling target on the worst of KV usage, queue and TTFT. "
                         + SATURATION.help),
     ]
 
 
-def _load(t: Thresholds) -> list[PanelBuilder]:
+def _load(t: Policy) -> list[PanelBuilder]:
     return [
         timeseries_panel(
             "Requests waiting per pod", [Query(f"{WAITING.name}{{{c.VLLM}}}", "{{pod}}")],
-            drilldown=True, unit="short", lines=[Line(t.queue_target, WARN)], runbooks=[c.ALERT_QUEUE],
+            drilldown=True, unit="short", lines=[Line(t.queue_target, WARN)], runbooks=[alerting.QUEUE_BACKLOG_GROWING],
             description=f"Dashed line: the HPA's queue target ({t.queue_target:g}). " + WAITING.help),
         timeseries_panel(
             "KV cache usage per pod", [Query(f"{KV.name}{{{c.VLLM}}}", "{{pod}}")],
-            drilldown=True, unit="percentunit", max_val=1, runbooks=[c.ALERT_KV_FULL],
+            drilldown=True, unit="percentunit", max_val=1, runbooks=[alerting.KV_CACHE_NEARLY_FULL],
             lines=[Line(t.kv_target, WARN), Line(t.kv_cache_usage_alert, BAD)],
             description=f"Orange: scaling target ({t.kv_target:.0%}); red: alert ({t.kv_cache_usage_alert:.0%}), past "
                         "which vLLM preempts requests. " + KV.help),
     ]
 
 
-def _latency_cost(t: Thresholds) -> list[PanelBuilder]:
+def _latency_cost(t: Policy) -> list[PanelBuilder]:
     return [
         timeseries_panel(
             "TTFT (worst pod) and fleet p95",
             [Query(_quantile("0.5"), "p50 worst pod"), Query(_quantile("0.95"), "p95 worst pod"),
              Query(_quantile("0.99"), "p99 worst pod"), Query(VLLM_TTFT_FLEET, "p95 fleet (vLLM histograms)")],
-            unit="s", lines=[Line(t.ttft_p95_slo_seconds, BAD)], runbooks=[c.ALERT_TTFT],
+            unit="s", lines=[Line(t.ttft_p95_slo_seconds, BAD)], runbooks=[alerting.TTFT_OVER_SLO],
             description=f"Red line: TTFT p95 SLO ({t.ttft_p95_slo_seconds:g} s). Per-pod quantiles come from the "
                         "exporter's sliding window; the fleet p95 is histogram_quantile over vLLM's own buckets."),
         timeseries_panel(
@@ -118,7 +120,7 @@ def _latency_cost(t: Thresholds) -> list[PanelBuilder]:
     ]
 
 
-def build(thresholds: Thresholds) -> db.Dashboard:
+def build(thresholds: Policy) -> db.Dashboard:
     dash = c.new_dashboard(UID, "kvscale / Fleet overview",
                            "Is the vLLM fleet keeping up with demand, and at what cost per token?")
     sections = (("At a glance", _glance), ("Replicas and saturation", _replicas), ("Queue and KV cache", _load),

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from grafana_foundation_sdk.builders import dashboard as db
 
+from alerts import platform
 from dashboards import common as c
 from dashboards.panels import (
     BAD,
@@ -21,7 +22,7 @@ from dashboards.panels import (
     table_panel,
     timeseries_panel,
 )
-from exporter.contract.policy import Thresholds
+from exporter.contract.policy import Policy
 
 UID = "kvscale-gpu"
 
@@ -39,26 +40,26 @@ MEM_RATIO = f"{MEM_USED.name}{{{c.GPU}}} / {MEM_TOTAL.name}{{{c.GPU}}}"
 XID_INCREASE = f"sum by (node, gpu, xid) (increase({XID.name}{{{c.GPU}}}[$__rate_interval]))"
 
 
-def _glance(t: Thresholds) -> list[PanelBuilder]:
+def _glance(t: Policy) -> list[PanelBuilder]:
     return [
         stat_panel("GPUs up", Query(f"sum({UP.name}{{{c.GPU}}})"), unit="short", base=BAD, lines=[Line(1, OK)],
-                   span=6, description=UP.help, runbooks=[c.ALERT_GPU_LOST]),
+                   span=6, description=UP.help, runbooks=[platform.GPU_LOST]),
         stat_panel("GPUs not answering", Query(f"count({UP.name}{{{c.GPU}}} == 0) or vector(0)"), unit="short",
-                   lines=[Line(1, BAD)], span=6, runbooks=[c.ALERT_GPU_LOST],
+                   lines=[Line(1, BAD)], span=6, runbooks=[platform.GPU_LOST],
                    description="GPUs NVML raised on in the last collection: fallen off the bus, driver hung, or "
                                "reset. Pods on them stall; cordon the node."),
         stat_panel("Fullest GPU memory", Query(f"max({MEM_RATIO})"), unit="percentunit",
-                   lines=[Line(t.gpu_memory_usage_alert, BAD)], span=6, runbooks=[c.ALERT_GPU_MEMORY],
+                   lines=[Line(t.gpu_memory_usage_alert, BAD)], span=6, runbooks=[platform.GPU_MEMORY_NEAR_FULL],
                    description="vLLM preallocates its gpu_memory_utilization share at start-up; growth past "
                                f"{t.gpu_memory_usage_alert:.0%} risks out-of-memory in CUDA graphs or a second "
                                "process on the GPU."),
         stat_panel("XID errors in range", Query(f"sum(increase({XID.name}{{{c.GPU}}}[$__range])) or vector(0)"),
-                   unit="short", lines=[Line(1, BAD)], span=6, runbooks=[c.ALERT_GPU_XID],
+                   unit="short", lines=[Line(1, BAD)], span=6, runbooks=[platform.GPU_XID_ERRORS],
                    description=XID.help + " Any XID in the range deserves a look at the node's kernel log."),
     ]
 
 
-def _load(t: Thresholds) -> list[PanelBuilder]:
+def _load(t: Policy) -> list[PanelBuilder]:
     return [
         timeseries_panel(
             "GPU utilization (weak signal)", [Query(f"{UTIL.name}{{{c.GPU}}}", GPU_LEGEND)], unit="percentunit",
@@ -66,7 +67,7 @@ def _load(t: Thresholds) -> list[PanelBuilder]:
             description=UTIL.help + " Scale on queue, KV cache and TTFT instead."),
         timeseries_panel(
             "GPU memory used / total", [Query(MEM_RATIO, GPU_LEGEND)], unit="percentunit", max_val=1,
-            lines=[Line(t.gpu_memory_usage_alert)], runbooks=[c.ALERT_GPU_MEMORY],
+            lines=[Line(t.gpu_memory_usage_alert)], runbooks=[platform.GPU_MEMORY_NEAR_FULL],
             description=MEM_USED.help + " over " + MEM_TOTAL.help),
         timeseries_panel(
             "GPU memory by pod", [Query(f'sum by (namespace, pod) ({MEM_USED.name}{{{c.GPU}, {c.POD}, pod!=""}})',
@@ -79,14 +80,14 @@ def _load(t: Thresholds) -> list[PanelBuilder]:
     ]
 
 
-def _health(t: Thresholds) -> list[PanelBuilder]:
+def _health(t: Policy) -> list[PanelBuilder]:
     return [
         timeseries_panel("Power", [Query(f"{POWER.name}{{{c.GPU}}}", GPU_LEGEND)], unit="watt", span=8,
                          description=POWER.help),
         timeseries_panel("Temperature", [Query(f"{TEMP.name}{{{c.GPU}}}", GPU_LEGEND)], unit="celsius", span=8,
                          description=TEMP.help + " Datacenter GPUs throttle in the mid 80s."),
         timeseries_panel("XID errors", [Query(XID_INCREASE, "{{node}} gpu{{gpu}} xid {{xid}}")], unit="short",
-                         span=8, runbooks=[c.ALERT_GPU_XID],
+                         span=8, runbooks=[platform.GPU_XID_ERRORS],
                          description=XID.help + " 79 (fallen off the bus) and 48/63/64 (ECC) need the node drained."),
     ]
 
@@ -102,7 +103,7 @@ def _attribution() -> list[PanelBuilder]:
     ]
 
 
-def build(thresholds: Thresholds) -> db.Dashboard:
+def build(thresholds: Policy) -> db.Dashboard:
     dash = c.new_dashboard(UID, "kvscale / GPU nodes",
                            "GPU health and load per node, and which pod holds which GPU.", with_node=True)
     return layout(dash, [("At a glance", _glance(thresholds)), ("Load and memory", _load(thresholds)),

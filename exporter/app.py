@@ -163,7 +163,7 @@ async def serve(settings: Settings, *, started: asyncio.Event | None = None) -> 
     source, ready_check = target_source(settings, dict(os.environ))
     others = gpu_collectors(settings)
     policy = VllmPolicy(window_seconds=settings.window, quantiles=tuple(settings.quantiles),
-                        thresholds=settings.thresholds, gpu_price_per_hour=settings.gpu_price_per_hour or None,
+                        thresholds=settings.policy, gpu_price_per_hour=settings.gpu_price_per_hour or None,
                         default_gpus_per_pod=settings.gpus_per_pod)
     connector = aiohttp.TCPConnector(limit=64, limit_per_host=2, force_close=False)
     cpu = ThreadPoolExecutor(max_workers=1, thread_name_prefix="kvscale-cpu")

@@ -1,30 +1,30 @@
 """The exporter's typed settings: one documented field each, from flags, env and YAML.
 
-Precedence: built-in default < YAML file (``--config``) < environment variable
-(``KVSCALE_<NAME>``) < command-line flag. Every value is validated before the
-exporter binds its port; an unknown YAML key or a bad value is a
+Read through the one settings pattern (``exporter.contract.settings``): precedence
+built-in default < YAML file (``--config``) < environment variable (``KVSCALE_<NAME>``) <
+command-line flag, plus the policy (``--policy`` / ``KVSCALE_POLICY``). Every value is
+validated before the exporter binds its port; an unknown key or a bad value is a
 :class:`SettingsError` naming the field and where the value came from.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import math
-from dataclasses import dataclass, field
+import typing
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
-from exporter.contract.policy import Thresholds, ThresholdsError, from_mapping
+from exporter.contract.policy import Policy
+from exporter.contract.settings import Command, SettingsError, convert, load, policy_field
+from exporter.contract.settings import setting as _setting
 
-
-class SettingsError(ValueError):
-    """Invalid configuration; the message says which setting, from where, and why."""
+__all__ = ["COMMAND", "Settings", "SettingsError", "build", "load_settings"]
 
 
 def _f(default: Any, doc: str, *, metavar: str = "", repeat: bool = False) -> Any:
-    meta = {"doc": doc, "metavar": metavar, "repeat": repeat}
-    if isinstance(default, list):
-        return field(default_factory=lambda: list(default), metadata=meta)
-    return field(default=default, metadata=meta)
+    # Lists also come as one string split on commas or spaces (KVSCALE_QUANTILES="0.9, 0.95").
+    return _setting(default, doc, metavar=metavar, repeat=repeat, separator=r"[\s,]+")
 
 
 @dataclass(frozen=True)
@@ -59,9 +59,8 @@ class Settings:
     pod_resources_socket: str = _f("/var/lib/kubelet/pod-resources/kubelet.sock",
                                    "kubelet pod-resources socket for GPU-to-pod attribution.", metavar="PATH")
     log_level: str = _f("info", "Log level: debug, info, warning, error.", metavar="LEVEL")
-    thresholds: Thresholds = field(default_factory=Thresholds, metadata={
-        "doc": "Policy thresholds (YAML key 'thresholds'; saturation uses kv_target, queue_target, "
-               "ttft_p95_slo_seconds).", "metavar": "", "repeat": False})
+    # Saturation reads kv_target, queue_target and ttft_p95_slo_seconds.
+    policy: Policy = policy_field()
 
     def __post_init__(self) -> None:
         _check(self)
@@ -74,68 +73,61 @@ _CHOICES = {"kubernetes": ("auto", "on", "off"), "nvml": ("auto", "on", "off"),
 def _check(s: Settings) -> None:
     for name, choices in _CHOICES.items():
         if getattr(s, name) not in choices:
-            raise SettingsError(f"{name}: {getattr(s, name)!r} is not one of {', '.join(choices)}")
+            raise SettingsError(f"{name}: {getattr(s, name)!r} is not one of {', '.join(choices)}", field=name)
     host, sep, port = s.listen.rpartition(":")
     if not sep or not host or not port.isdigit() or not 0 <= int(port) < 65536:
-        raise SettingsError(f"listen: {s.listen!r} is not HOST:PORT")
+        raise SettingsError(f"listen: {s.listen!r} is not HOST:PORT", field="listen")
     for name in ("interval", "window", "scrape_timeout", "gpus_per_pod"):
         value = getattr(s, name)
         if not math.isfinite(value) or value <= 0:
-            raise SettingsError(f"{name}: must be a positive number, got {value!r}")
+            raise SettingsError(f"{name}: must be a positive number, got {value!r}", field=name)
     if s.scrape_timeout >= s.interval:
-        raise SettingsError(f"scrape_timeout ({s.scrape_timeout}s) must be below interval ({s.interval}s)")
+        raise SettingsError(f"scrape_timeout ({s.scrape_timeout}s) must be below interval ({s.interval}s)",
+                            field="scrape_timeout")
     if s.window < 2 * s.interval:
-        raise SettingsError(f"window ({s.window}s) must cover at least two intervals ({s.interval}s)")
+        raise SettingsError(f"window ({s.window}s) must cover at least two intervals ({s.interval}s)",
+                            field="window")
     if not math.isfinite(s.gpu_price_per_hour) or s.gpu_price_per_hour < 0:
-        raise SettingsError(f"gpu_price_per_hour: must be >= 0, got {s.gpu_price_per_hour!r}")
+        raise SettingsError(f"gpu_price_per_hour: must be >= 0, got {s.gpu_price_per_hour!r}",
+                            field="gpu_price_per_hour")
     if s.max_body_bytes < 1024:
-        raise SettingsError(f"max_body_bytes: must be at least 1024, got {s.max_body_bytes}")
+        raise SettingsError(f"max_body_bytes: must be at least 1024, got {s.max_body_bytes}", field="max_body_bytes")
     if not 0 < s.pod_port < 65536:
-        raise SettingsError(f"pod_port: {s.pod_port} is not a port")
+        raise SettingsError(f"pod_port: {s.pod_port} is not a port", field="pod_port")
     if not s.quantiles or any(not 0 < q < 1 for q in s.quantiles):
-        raise SettingsError(f"quantiles: each must be in (0, 1), got {s.quantiles!r}")
+        raise SettingsError(f"quantiles: each must be in (0, 1), got {s.quantiles!r}", field="quantiles")
 
 
-FIELDS = {f.name: f for f in dataclasses.fields(Settings)}
+COMMAND = Command(
+    prog="kvscale-exporter", env_prefix="KVSCALE_", settings=Settings,
+    description="Per-node exporter: scrapes the vLLM engines (and GPUs) on this node and serves kvscale_* "
+                "scaling signals on /metrics.",
+    env_aliases={"NODE_NAME": "node_name"},  # the downward API's usual spelling, below KVSCALE_NODE_NAME
+    deprecated_policy=("--thresholds-file", "KVSCALE_THRESHOLDS_FILE"),
+    policy_keys=("policy", "thresholds"))  # 'thresholds:' is the older spelling of the --config key
+FIELDS = COMMAND.fields()
 
 
-def coerce(name: str, raw: Any, origin: str) -> Any:
-    """Turn a raw value (YAML scalar, env string, flag string) into the field's type."""
-    kind = FIELDS[name].type
-    try:
-        if name == "thresholds":
-            if not isinstance(raw, dict):
-                raise SettingsError(f"thresholds ({origin}): expected a mapping")
-            return from_mapping(raw)
-        if kind.startswith("list["):
-            items = raw if isinstance(raw, list) else [x for x in str(raw).replace(",", " ").split() if x]
-            item_type = float if "float" in kind else str
-            return [item_type(x) for x in items]
-        if kind == "int":
-            if isinstance(raw, bool) or (isinstance(raw, float) and not raw.is_integer()):
-                raise ValueError(raw)
-            return int(raw)
-        if kind == "float":
-            if isinstance(raw, bool):
-                raise ValueError(raw)
-            return float(raw)
-        if not isinstance(raw, (str, int, float)) or isinstance(raw, bool):
-            raise ValueError(raw)
-        return str(raw)
-    except (ThresholdsError, TypeError, ValueError) as exc:
-        raise SettingsError(f"{name} ({origin}): invalid value {raw!r}: {exc}") from exc
+def load_settings(argv: Sequence[str] | None, environ: Mapping[str, str]) -> Settings:
+    """Settings from argv, environment and files; SettingsError if invalid."""
+    return load(COMMAND, argv, environ)
 
 
 def build(layers: list[tuple[str, dict[str, Any]]]) -> Settings:
-    """Settings from (origin, values) layers, later layers winning; unknown keys are errors."""
+    """Settings from in-process (origin, values) layers, later winning (the demo, tests, benches)."""
+    hints = typing.get_type_hints(Settings)
     values: dict[str, Any] = {}
+    policy = Policy()
     for origin, layer in layers:
         for key, raw in layer.items():
             name = key.replace("-", "_")
+            if name == "policy":
+                policy = raw if isinstance(raw, Policy) else policy.replace(raw, origin)
+                continue
             if name not in FIELDS:
-                raise SettingsError(f"unknown setting {key!r} in {origin} (known: {', '.join(sorted(FIELDS))})")
-            values[name] = coerce(name, raw, origin)
-    try:
-        return Settings(**values)
-    except ThresholdsError as exc:
-        raise SettingsError(str(exc)) from exc
+                raise SettingsError(f"unknown setting {key!r} in {origin}")
+            try:
+                values[name] = convert(hints[name], raw, FIELDS[name].metadata["separator"])
+            except (TypeError, ValueError) as exc:
+                raise SettingsError(f"{name} ({origin}): invalid value {raw!r}: {exc}", field=name) from exc
+    return Settings(**values, policy=policy)

@@ -49,6 +49,16 @@ _NOTES = """## How the derived values are computed
 """
 
 
+_POLICY_INTRO = (
+    "One policy (`exporter/contract/policy.py`) feeds the alerts, the dashboards' threshold lines, the HPA "
+    "targets, the exporter's saturation ratio and the adapter's default quantile. Every command "
+    "(`kvscale-exporter`, `kvscale-adapter`, `kvscale-alerts`, `kvscale-dashboards`) reads the same YAML file "
+    "with `--policy FILE` or the environment variable `KVSCALE_POLICY`: a flat mapping of the keys below, or "
+    "the same mapping nested under a top-level `policy:` key (a Helm values excerpt). Every key is optional; "
+    "an unknown key or a bad value stops the command with the same message. "
+    "`policy.json_schema()` gives the JSON Schema of the mapping.")
+
+
 def render() -> str:
     out = ["# kvscale metrics", "",
            "Generated from `exporter/contract/catalog.py` and `exporter/contract/policy.py` by "
@@ -62,10 +72,8 @@ def render() -> str:
                 out.append(f"| `{fam.name}` | {fam.type} | {fam.unit or '–'} | {labels} | {fam.help} |")
         out.append("")
     out.append(_NOTES)
-    out += ["## Thresholds", "",
-            "One definition feeds the alerts, the dashboards' threshold lines, the HPA targets and the "
-            "saturation ratio.", "", "| threshold | unit | default | why |", "|---|---|---|---|"]
-    out += [f"| `{name}` | {unit} | {default} | {doc} |" for name, unit, default, doc in describe()]
+    out += ["## Policy", "", _POLICY_INTRO, "", "| key | unit | default | why |", "|---|---|---|---|"]
+    out += [f"| `{name}` | {unit} | `{default}` | {doc} |" for name, unit, default, doc in describe()]
     return "\n".join(out) + "\n"
 
 

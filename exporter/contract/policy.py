@@ -15,6 +15,7 @@ import dataclasses
 import difflib
 import math
 import os
+import sys
 import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -50,8 +51,8 @@ def _seconds(default: int, doc: str) -> Any:
     return _f(default, "seconds", doc, _WHOLE_SECONDS)
 
 
-def _selector(default: str, doc: str) -> Any:
-    return _f(default, "PromQL matchers", doc, _MATCHERS)
+def _selector(default: str, doc: str, *, required: bool = False) -> Any:
+    return _f(default, "PromQL matchers", doc, {**_MATCHERS, "minLength": 1} if required else _MATCHERS)
 
 
 class PolicyError(ValueError):
@@ -122,9 +123,9 @@ class Policy:
                                              "minutes.")
     # Selectors and links (rules and dashboards).
     exporter_selector: str = _selector('job="kvscale-exporter"', "Matchers selecting the exporter's scrape job "
-                                                                 "(kvscale_* series, absent/down).")
+                                                                 "(kvscale_* series, absent/down).", required=True)
     adapter_selector: str = _selector('job="kvscale-adapter"', "Matchers selecting the custom-metrics adapter's "
-                                                               "scrape job.")
+                                                               "scrape job.", required=True)
     kube_state_metrics_selector: str = _selector('job="kube-state-metrics"', "Matchers selecting "
                                                  "kube-state-metrics (HPA, Deployment and pod-owner series).")
     hpa_namespace_selector: str = _selector("", "Matchers on the namespace of the HPAs the alerts watch, e.g. "
@@ -227,31 +228,49 @@ def json_schema() -> dict[str, Any]:
             "type": "object", "additionalProperties": False, "properties": properties}
 
 
-def load(path: Path, origin: str = "") -> Policy:
-    """The policy in a YAML file: a flat mapping of keys, or one nested under a top-level ``policy:``
-    (so a Helm values excerpt works too). An empty file is the defaults."""
+def read(path: Path, origin: str = "") -> dict[str, Any]:
+    """The mapping in a policy YAML file: flat, or nested under a top-level ``policy:`` (so a Helm
+    values excerpt works too); an empty file is an empty mapping. Keys are checked by the caller."""
     origin = origin or f"policy file {path}"
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except (OSError, yaml.YAMLError) as exc:
         raise PolicyError(f"{origin}: cannot read: {exc}") from exc
-    if data is None:
-        return Policy()
     if isinstance(data, dict) and list(data) == ["policy"]:
-        data = data["policy"] or {}
+        data = data["policy"]
+    if data is None:
+        return {}
     if not isinstance(data, dict):
         raise PolicyError(f"{origin}: the top level must be a mapping of policy keys")
-    return from_mapping(data, origin)
+    return data
 
 
-def from_flag_or_env(flag: str | Path | None, environ: Mapping[str, str] | None = None) -> Policy:
-    """The policy every command reads: ``--policy FILE``, else the file named by KVSCALE_POLICY, else defaults."""
+def load(path: Path, origin: str = "") -> Policy:
+    """The policy in a YAML file (see ``read``); keys it does not set keep their default."""
+    origin = origin or f"policy file {path}"
+    return from_mapping(read(path, origin), origin)
+
+
+def locate(flag: str | Path | None, environ: Mapping[str, str] | None = None, *, prog: str = "",
+           old_flag: tuple[str, str | Path | None] = ("", None), old_env: str = "") -> tuple[Path, str] | None:
+    """Which policy file a command was given, and how to name it in errors: ``--policy``, else the
+    command's deprecated flag, else KVSCALE_POLICY, else its deprecated variable (each with a warning)."""
     env = os.environ if environ is None else environ
-    if flag:
-        return load(Path(flag))
-    if env.get(ENV_NAME):
-        return load(Path(env[ENV_NAME]), f"policy file {env[ENV_NAME]} (from {ENV_NAME})")
-    return Policy()
+    candidates = ((flag, ""), (old_flag[1], old_flag[0]), (env.get(ENV_NAME), ENV_NAME),
+                  (env.get(old_env) if old_env else None, old_env))
+    for value, via in candidates:
+        if value:
+            if via in (old_flag[0], old_env):
+                print(f"{prog}: warning: {via} is deprecated; use --policy or {ENV_NAME}", file=sys.stderr)
+            return Path(value), f"policy file {value}" + (f" (from {via})" if via else "")
+    return None
+
+
+def from_flag_or_env(flag: str | Path | None, environ: Mapping[str, str] | None = None, *, prog: str = "",
+                     old_flag: tuple[str, str | Path | None] = ("", None), old_env: str = "") -> Policy:
+    """The policy a command reads (see ``locate``); the defaults when it was given none."""
+    found = locate(flag, environ, prog=prog, old_flag=old_flag, old_env=old_env)
+    return load(*found) if found else Policy()
 
 
 # Transition names for code written against the thresholds object.

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from exporter.collector import Series
-from exporter.contract.policy import Thresholds
+from exporter.contract.policy import Policy
 from exporter.vllm import derive
 from exporter.vllm.targets import Target
 from exporter.vllm.window import History, counter_increase, counter_rate, window_quantiles
@@ -35,7 +35,7 @@ class VllmPolicy:
 
     window_seconds: float
     quantiles: tuple[float, ...]
-    thresholds: Thresholds
+    thresholds: Policy  # saturation reads kv_target, queue_target, ttft_p95_slo_seconds
     gpu_price_per_hour: float | None
     default_gpus_per_pod: float
 

@@ -6,12 +6,12 @@ from pathlib import Path
 import pytest
 
 from adapter.cli import parser
-from adapter.settings import AdapterSettings, SettingsError
+from adapter.settings import AdapterSettings, SettingsError, load_settings
 from tests.conftest import PYTHON, REPO
 
 
-def settings(*argv: str) -> AdapterSettings:
-    return AdapterSettings.from_args(vars(parser().parse_args(list(argv))))
+def settings(*argv: str, env: dict[str, str] | None = None) -> AdapterSettings:
+    return load_settings(list(argv), env or {})
 
 
 @pytest.mark.parametrize(("argv", "needle"), [
@@ -29,14 +29,16 @@ def test_max_age_defaults_per_source() -> None:
     assert settings("--insecure-http", "--source", "prometheus", "--prometheus-url", "http://p").max_age == 60.0
 
 
-def test_flags_have_env_twins(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("KVSCALE_ADAPTER_EXPORTER_URL", "http://a:1,http://b:2")
-    monkeypatch.setenv("KVSCALE_ADAPTER_REQUESTHEADER_ALLOWED_NAMES", "front-proxy-client,aggregator")
-    monkeypatch.setenv("KVSCALE_ADAPTER_INSECURE_HTTP", "true")
-    s = settings()
+def test_flags_have_env_twins() -> None:
+    s = settings(env={"KVSCALE_ADAPTER_EXPORTER_URL": "http://a:1,http://b:2",
+                      "KVSCALE_ADAPTER_REQUESTHEADER_ALLOWED_NAMES": "front-proxy-client, Aggregator Proxy",
+                      "KVSCALE_ADAPTER_INSECURE_HTTP": "true", "KVSCALE_ADAPTER_SECURE_PORT": "7443"})
     assert s.exporter_urls == ("http://a:1", "http://b:2")
-    assert s.requestheader_allowed_names == ("front-proxy-client", "aggregator")
-    assert s.insecure_http
+    assert s.requestheader_allowed_names == ("front-proxy-client", "Aggregator Proxy")
+    assert s.insecure_http and s.secure_port == 7443
+    # the flag wins over its twin
+    assert settings("--secure-port", "8443", env={"KVSCALE_ADAPTER_SECURE_PORT": "7443",
+                                                  "KVSCALE_ADAPTER_INSECURE_HTTP": "1"}).secure_port == 8443
 
 
 def test_needs_kubernetes_only_when_something_comes_from_the_cluster(tmp_path: Path) -> None:

@@ -29,11 +29,11 @@ def test_build_writes_rule_files_and_object(tmp_path: Path) -> None:
     assert sorted(names) == sorted(p.name for p in (REPO / "alerts" / "rules").iterdir())
 
 
-def test_thresholds_file_and_set_flags_change_the_rules(tmp_path: Path) -> None:
-    thresholds = tmp_path / "t.yaml"
-    thresholds.write_text("kv_cache_usage_alert: 0.9\nkv_fragmentation_alert: 0.3\n")
+def test_policy_file_and_set_flags_change_the_rules(tmp_path: Path) -> None:
+    policy = tmp_path / "p.yaml"
+    policy.write_text("kv_cache_usage_alert: 0.9\nkv_fragmentation_alert: 0.3\n")
     out = tmp_path / "out"
-    assert main(["build", str(out), "--thresholds", str(thresholds), "--set", "kv_fragmentation_alert=0.25",
+    assert main(["build", str(out), "--policy", str(policy), "--set", "kv_fragmentation_alert=0.25",
                  "--set", 'exporter_selector=job="node-exp"']) == 0
     kv = _alert(out, "KvscaleKVCacheNearlyFull")
     assert kv["expr"] == 'kvscale_vllm_kv_cache_usage_ratio{job="node-exp"} > 0.9'
@@ -41,22 +41,38 @@ def test_thresholds_file_and_set_flags_change_the_rules(tmp_path: Path) -> None:
     assert _alert(out, "KvscaleExporterAbsent")["expr"] == 'absent(up{job="node-exp"} == 1)'
 
 
-def test_thresholds_file_from_the_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    thresholds = tmp_path / "t.yaml"
-    thresholds.write_text("ttft_p95_slo_seconds: 2\n")
-    monkeypatch.setenv("KVSCALE_ALERTS_THRESHOLDS", str(thresholds))
-    assert main(["build", str(tmp_path / "out")]) == 0
+@pytest.mark.parametrize(("flag", "env"), [("--policy", ""), ("--thresholds", ""), ("", "KVSCALE_POLICY"),
+                                           ("", "KVSCALE_ALERTS_THRESHOLDS")])
+def test_policy_file_by_flag_environment_and_deprecated_spellings(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], flag: str,
+        env: str) -> None:
+    policy = tmp_path / "t.yaml"
+    policy.write_text("ttft_p95_slo_seconds: 2\n")
+    monkeypatch.delenv("KVSCALE_POLICY", raising=False)
+    if env:
+        monkeypatch.setenv(env, str(policy))
+    assert main(["build", str(tmp_path / "out"), *([flag, str(policy)] if flag else [])]) == 0
     assert str(_alert(tmp_path / "out", "KvscaleTTFTOverSLO")["expr"]).endswith("> 2")
+    assert ("deprecated" in capsys.readouterr().err) == ("THRESHOLDS" in env or flag == "--thresholds")
 
 
-@pytest.mark.parametrize("args", [["--set", "kv_cache_usage_alert=2"], ["--set", "nope=1"],
-                                  ["--set", "exporter_selector="]])
-def test_bad_settings_exit_2_and_write_nothing(tmp_path: Path, args: list[str],
-                                               caplog: pytest.LogCaptureFixture) -> None:
+def test_hpa_namespace_selector_narrows_the_hpa_alerts(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    assert main(["build", str(out), "--set", 'hpa_namespace_selector=namespace=~"llm-.*"']) == 0
+    expr = str(_alert(out, "KvscaleHPAMaxedOutSaturated")["expr"])
+    assert 'kube_horizontalpodautoscaler_spec_max_replicas{job="kube-state-metrics", namespace=~"llm-.*"}' in expr
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--set", "kv_cache_usage_alert=2"], "--set: kv_cache_usage_alert: must be <= 1, got 2"),
+    (["--set", "nope=1"], "--set: unknown key 'nope'"),
+    (["--set", "exporter_selector="], "--set: exporter_selector: must not be empty")])
+def test_bad_settings_exit_2_and_write_nothing(tmp_path: Path, args: list[str], message: str,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "out"
     assert main(["build", str(out), *args]) == 2
     assert not out.exists()
-    assert "invalid settings" in caplog.text
+    assert f"kvscale-alerts: error: {message}" in capsys.readouterr().err
 
 
 def test_unwritable_directory_exits_1(tmp_path: Path) -> None:

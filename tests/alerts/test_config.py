@@ -1,4 +1,4 @@
-"""Settings: one mapping split between the shared Thresholds and the alerts-only settings."""
+"""What the rule generators read: the one policy from --policy (or its older spellings), then --set."""
 
 from __future__ import annotations
 
@@ -7,40 +7,8 @@ from typing import Any
 
 import pytest
 
-from alerts.config import AlertsConfig, AlertSettings, config_from_mapping, load_config, parse_assignments
-from exporter.contract.policy import Thresholds, ThresholdsError
-
-
-def test_defaults_are_the_shared_thresholds() -> None:
-    config = config_from_mapping({})
-    assert config == AlertsConfig()
-    assert config.thresholds == Thresholds()
-    assert config.settings.exporter_selector == 'job="kvscale-exporter"'
-    assert config.settings.adapter_selector == 'job="kvscale-adapter"'
-
-
-def test_one_mapping_feeds_both_objects() -> None:
-    config = config_from_mapping({"kv_cache_usage_alert": 0.9, "target_down_for_seconds": 900.0,
-                                  "exporter_selector": 'job="exp", cluster="a"'})
-    assert config.thresholds.kv_cache_usage_alert == 0.9
-    assert config.settings.target_down_for_seconds == 900
-    assert isinstance(config.settings.target_down_for_seconds, int)
-    assert config.settings.exporter_selector == 'job="exp", cluster="a"'
-
-
-@pytest.mark.parametrize(("data", "message"), [
-    ({"kv_cache_usage_alrt": 0.9}, "unknown settings: kv_cache_usage_alrt"),
-    ({"kv_cache_usage_alert": 1.5}, "a ratio must be in"),
-    ({"target_down_for_seconds": 0}, "positive whole number of seconds"),
-    ({"target_down_for_seconds": 1.5}, "positive whole number of seconds"),
-    ({"admission_rejections_per_second_alert": -1}, "rate >= 0"),
-    ({"xid_window_seconds": "10m"}, "expected a finite number"),
-    ({"gpu_lost_for_seconds": True}, "expected a finite number"),
-    ({"exporter_selector": 3}, "expected a string"),
-])
-def test_bad_values_name_the_field(data: dict[str, Any], message: str) -> None:
-    with pytest.raises(ThresholdsError, match=message):
-        config_from_mapping(data)
+from alerts.config import DEPRECATED_ENV, load_config, parse_assignments
+from exporter.contract.policy import ENV_NAME, Policy, PolicyError
 
 
 @pytest.mark.parametrize(("items", "expected"), [
@@ -56,33 +24,62 @@ def test_parse_assignments(items: list[str], expected: dict[str, Any]) -> None:
 
 @pytest.mark.parametrize("bad", ["kv_cache_usage_alert", "=0.9"])
 def test_parse_assignments_rejects_malformed(bad: str) -> None:
-    with pytest.raises(ThresholdsError, match="name=value"):
+    with pytest.raises(PolicyError, match="name=value"):
         parse_assignments([bad])
 
 
-def test_load_config_file_then_flags(tmp_path: Path) -> None:
-    path = tmp_path / "thresholds.yaml"
-    path.write_text("kv_cache_usage_alert: 0.9\nqueue_target: 8\nabsent_for_seconds: 600\n")
-    config = load_config(path, ["queue_target=10"])
-    assert config.thresholds.kv_cache_usage_alert == 0.9
-    assert config.thresholds.queue_target == 10
-    assert config.settings.absent_for_seconds == 600
+def test_no_file_no_set_is_the_default_policy() -> None:
+    assert load_config(None, [], environ={}) == Policy()
+
+
+def test_policy_file_then_set(tmp_path: Path) -> None:
+    path = tmp_path / "policy.yaml"
+    path.write_text("kv_cache_usage_alert: 0.9\nqueue_target: 8\nabsent_for_seconds: 600.0\n")
+    policy = load_config(path, ["queue_target=10", 'exporter_selector=job="exp", cluster="a"'], environ={})
+    assert (policy.kv_cache_usage_alert, policy.queue_target, policy.absent_for_seconds) == (0.9, 10.0, 600)
+    assert isinstance(policy.absent_for_seconds, int)
+    assert policy.exporter_selector == 'job="exp", cluster="a"'
+
+
+def test_environment_and_deprecated_spellings(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    new, old = tmp_path / "new.yaml", tmp_path / "old.yaml"
+    new.write_text("queue_target: 7\n")
+    old.write_text("queue_target: 3\n")
+    assert load_config(None, [], environ={ENV_NAME: str(new), DEPRECATED_ENV: str(old)}).queue_target == 7
+    assert capsys.readouterr().err == ""
+    assert load_config(None, [], environ={DEPRECATED_ENV: str(old)}).queue_target == 3
+    assert f"{DEPRECATED_ENV} is deprecated" in capsys.readouterr().err
+    assert load_config(None, [], deprecated=old, environ={ENV_NAME: str(new)}).queue_target == 3
+    assert "--thresholds is deprecated" in capsys.readouterr().err
+    assert load_config(new, [], deprecated=old, environ={}).queue_target == 7
+
+
+@pytest.mark.parametrize(("data", "message"), [
+    (["kv_cache_usage_alrt=0.9"], "--set: unknown key 'kv_cache_usage_alrt' (did you mean 'kv_cache_usage_alert'?)"),
+    (["kv_cache_usage_alert=1.5"], "--set: kv_cache_usage_alert: must be <= 1, got 1.5"),
+    (["target_down_for_seconds=0"], "target_down_for_seconds: must be >= 1"),
+    (["target_down_for_seconds=1.5"], "target_down_for_seconds: expected a whole number"),
+    (["admission_rejections_per_second_alert=-1"], "must be >= 0"),
+    (["xid_window_seconds=10m"], "expected a finite number"),
+    (["gpu_lost_for_seconds=true"], "expected a finite number"),
+    (["exporter_selector=3"], "exporter_selector: expected a string"),
+    (["exporter_selector="], "exporter_selector: must not be empty"),
+])
+def test_bad_set_values_name_the_key(data: list[str], message: str) -> None:
+    with pytest.raises(PolicyError) as caught:
+        load_config(None, data, environ={})
+    assert message in str(caught.value)
 
 
 @pytest.mark.parametrize(("text", "message"), [("- a\n- b\n", "top level must be a mapping"),
-                                               ("a: [\n", "cannot read settings file")])
+                                               ("a: [\n", "cannot read")])
 def test_load_config_bad_file(tmp_path: Path, text: str, message: str) -> None:
     path = tmp_path / "t.yaml"
     path.write_text(text)
-    with pytest.raises(ThresholdsError, match=message):
-        load_config(path, [])
+    with pytest.raises(PolicyError, match=message):
+        load_config(path, [], environ={})
 
 
-def test_missing_file_is_a_settings_error(tmp_path: Path) -> None:
-    with pytest.raises(ThresholdsError, match="cannot read settings file"):
-        load_config(tmp_path / "nope.yaml", [])
-
-
-def test_every_setting_documents_unit_and_reason() -> None:
-    for field in AlertSettings.__dataclass_fields__.values():
-        assert field.metadata["unit"] and len(field.metadata["doc"]) > 20, field.name
+def test_missing_file_names_it(tmp_path: Path) -> None:
+    with pytest.raises(PolicyError, match=f"policy file {tmp_path / 'nope.yaml'}: cannot read"):
+        load_config(tmp_path / "nope.yaml", [], environ={})

@@ -15,13 +15,13 @@ from typing import Any
 
 import pytest
 
-from alerts.config import AlertsConfig
 from alerts.model import Alert
 from alerts.recording import HPA_SATURATION
 from alerts.render import all_alerts, build_groups
+from exporter.contract.policy import Policy
 from tests.conftest import PrometheusServer, Stack
 
-GROUPS = build_groups(AlertsConfig())
+GROUPS = build_groups(Policy())
 RECORDINGS = sorted({r.record for g in GROUPS for r in g.recordings()})
 ALERTS = all_alerts(GROUPS)
 ABSENT = {"KvscaleExporterAbsent", "KvscaleAdapterAbsent"}

@@ -9,16 +9,16 @@ from typing import Any
 import pytest
 import yaml
 
-from alerts.config import AlertsConfig, config_from_mapping
 from alerts.model import Group
 from alerts.promql import duration
 from alerts.render import all_alerts, build_groups, render_files, write_files
+from exporter.contract.policy import Policy, from_mapping
 from tests.alerts.promtool_cases import CASES, Case, to_promtool
 
 CASE_BY_ALERT = {case.alert: case for case in CASES}
 
 
-def _write_build(directory: Path, config: AlertsConfig) -> tuple[tuple[Group, ...], list[Path]]:
+def _write_build(directory: Path, config: Policy) -> tuple[tuple[Group, ...], list[Path]]:
     groups = build_groups(config)
     paths = [p for p in write_files(render_files(groups), directory) if p.name.endswith(".rules.yml")]
     # Evaluate groups in build order: alerts read recordings of the same evaluation step.
@@ -51,7 +51,7 @@ def _tests_for(groups: tuple[Group, ...], cases: tuple[Case, ...]) -> list[dict[
 
 
 def test_promtool_check_rules_passes(promtool: str, tmp_path: Path) -> None:
-    _, paths = _write_build(tmp_path, AlertsConfig())
+    _, paths = _write_build(tmp_path, Policy())
     result = subprocess.run([promtool, "check", "rules", *map(str, paths)], capture_output=True, text=True,
                             timeout=60, check=False)
     assert result.returncode == 0, result.stdout + result.stderr
@@ -59,7 +59,7 @@ def test_promtool_check_rules_passes(promtool: str, tmp_path: Path) -> None:
 
 
 def test_every_alert_has_a_firing_and_a_quiet_case() -> None:
-    built = {a.alert: a for a in all_alerts(build_groups(AlertsConfig()))}
+    built = {a.alert: a for a in all_alerts(build_groups(Policy()))}
     assert set(CASE_BY_ALERT) == set(built), "add a case in tests/alerts/promtool_cases.py for each new alert"
     for name, alert in built.items():
         case = CASE_BY_ALERT[name]
@@ -69,7 +69,7 @@ def test_every_alert_has_a_firing_and_a_quiet_case() -> None:
 
 
 def test_promtool_unit_tests_cover_every_alert(promtool: str, tmp_path: Path) -> None:
-    groups, paths = _write_build(tmp_path, AlertsConfig())
+    groups, paths = _write_build(tmp_path, Policy())
     result = _run_promtool(promtool, tmp_path, groups, paths, _tests_for(groups, CASES))
     assert result.returncode == 0, result.stdout + result.stderr
     assert "SUCCESS" in result.stdout
@@ -78,7 +78,7 @@ def test_promtool_unit_tests_cover_every_alert(promtool: str, tmp_path: Path) ->
 @pytest.mark.parametrize(("value", "fires_at_086"), [(0.9, False), (0.8, True)])
 def test_changing_the_kv_threshold_changes_the_alert(promtool: str, tmp_path: Path, value: float,
                                                      fires_at_086: bool) -> None:
-    config = config_from_mapping({"kv_cache_usage_alert": value})
+    config = from_mapping({"kv_cache_usage_alert": value})
     groups, paths = _write_build(tmp_path, config)
     kv = next(a for a in all_alerts(groups) if a.alert == "KvscaleKVCacheNearlyFull")
     assert kv.expr.endswith(f"> {value}")
@@ -94,7 +94,7 @@ def test_changing_the_kv_threshold_changes_the_alert(promtool: str, tmp_path: Pa
 
 
 def test_for_durations_follow_the_thresholds(tmp_path: Path) -> None:
-    config = config_from_mapping({"kv_cache_usage_alert_for_seconds": 120, "ttft_p95_slo_seconds": 1.5,
+    config = from_mapping({"kv_cache_usage_alert_for_seconds": 120, "ttft_p95_slo_seconds": 1.5,
                                   "target_down_for_seconds": 900})
     built = {a.alert: a for a in all_alerts(build_groups(config))}
     assert built["KvscaleKVCacheNearlyFull"].to_dict()["for"] == "2m"

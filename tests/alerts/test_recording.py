@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 import yaml
 
-from alerts.config import AlertsConfig, config_from_mapping
 from alerts.recording import recording_groups
 from alerts.render import build_groups, render_files, write_files
+from exporter.contract.policy import Policy, from_mapping
 
 VLLM_POD = 'job="vllm", namespace="demo", pod="vllm-a", model_name="tiny-llama"'
 EXP = 'job="kvscale-exporter", instance="n1:9400", namespace="demo", model_name="tiny-llama"'
@@ -85,7 +85,7 @@ RECORDING_TESTS: list[dict[str, Any]] = [
 
 
 def test_recorded_values(promtool: str, tmp_path: Path) -> None:
-    groups = build_groups(AlertsConfig())
+    groups = build_groups(Policy())
     order = [g.name for g in groups]
     paths = sorted((p for p in write_files(render_files(groups), tmp_path) if p.name.endswith(".rules.yml")),
                    key=lambda p: order.index(p.name.removesuffix(".rules.yml")))
@@ -101,7 +101,7 @@ LEVEL_METRIC_OPERATIONS = re.compile(r"^[a-z_]+:[a-z_]+:[a-z0-9_]+$")
 
 
 def test_recording_names_are_level_metric_operations() -> None:
-    names = [r.record for g in recording_groups(AlertsConfig()) for r in g.recordings()]
+    names = [r.record for g in recording_groups(Policy()) for r in g.recordings()]
     assert names
     bad = [n for n in names if not LEVEL_METRIC_OPERATIONS.match(n)]
     assert not bad
@@ -109,14 +109,14 @@ def test_recording_names_are_level_metric_operations() -> None:
 
 @pytest.mark.parametrize(("window", "suffix"), [(300, "rate5m"), (120, "rate2m"), (90, "rate90s")])
 def test_rate_window_setting_names_and_windows_the_rules(window: int, suffix: str) -> None:
-    groups = recording_groups(config_from_mapping({"rate_window_seconds": window}))
+    groups = recording_groups(from_mapping({"rate_window_seconds": window}))
     rates = [r for g in groups for r in g.recordings() if r.record.endswith(f":{suffix}")]
     assert len(rates) == 8  # TTFT and ITL buckets at two levels, three counters, rejections
     assert all(f"[{suffix.removeprefix('rate')}]" in r.expr for r in rates if "rate(" in r.expr)
 
 
 def test_vllm_selector_is_applied_to_vllm_series_only() -> None:
-    groups = recording_groups(config_from_mapping({"vllm_selector": 'job="my-vllm"'}))
+    groups = recording_groups(from_mapping({"vllm_selector": 'job="my-vllm"'}))
     exprs = [r.expr for g in groups for r in g.recordings()]
     vllm_exprs = [e for e in exprs if "vllm[:_]" in e]
     assert vllm_exprs and all('job="my-vllm"' in e for e in vllm_exprs)

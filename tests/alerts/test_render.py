@@ -11,7 +11,6 @@ import pytest
 import yaml
 
 from alerts import render as render_module
-from alerts.config import AlertsConfig
 from alerts.model import Alert, Group, Recording
 from alerts.render import (
     PROMETHEUS_RULE_FILE,
@@ -22,12 +21,13 @@ from alerts.render import (
     render_files,
     write_files,
 )
+from exporter.contract.policy import Policy
 from tests.conftest import FIXTURES, REPO
 
 # The CRD schemas, copied from the project's shared schema set.
 _SCHEMA = FIXTURES / "schemas" / "monitoring.coreos.com_v1_prometheusrule.json"
 COMMITTED = REPO / "alerts" / "rules"
-GROUPS = build_groups(AlertsConfig())
+GROUPS = build_groups(Policy())
 
 
 def _rule_schema(schema: dict[str, Any]) -> dict[str, Any]:
@@ -120,4 +120,4 @@ def test_build_rejects_duplicate_names(monkeypatch: pytest.MonkeyPatch) -> None:
     twice = (Group("x", (alert,)), Group("y", (alert,)))
     monkeypatch.setattr(render_module, "recording_groups", lambda config: twice)
     with pytest.raises(ValueError, match="duplicate alert names"):
-        build_groups(AlertsConfig())
+        build_groups(Policy())

@@ -6,15 +6,15 @@ import re
 
 import pytest
 
-from alerts.config import AlertsConfig, config_from_mapping
 from alerts.model import Alert, Group
 from alerts.recording import recording_groups
 from alerts.render import all_alerts, build_groups
 from alerts.runbooks import add_runbook_urls, anchor, heading_anchors, runbook_url
+from exporter.contract.policy import Policy, from_mapping
 from tests.conftest import REPO
 
 RUNBOOKS = REPO / "docs" / "runbooks.md"
-ALERTS = all_alerts(build_groups(AlertsConfig()))
+ALERTS = all_alerts(build_groups(Policy()))
 
 
 @pytest.mark.parametrize(("markdown", "expected"), [
@@ -31,7 +31,7 @@ def test_every_alert_links_to_its_own_section() -> None:
     anchors = heading_anchors(RUNBOOKS.read_text(encoding="utf-8"))
     for alert in ALERTS:
         url = alert.annotation("runbook_url")
-        assert url == f"https://github.com/kvscale/kvscale/blob/main/docs/runbooks.md#{alert.alert.lower()}"
+        assert url == f"docs/runbooks.md#{alert.alert.lower()}"  # the default base: the project's docs path
         assert anchor(alert.alert) in anchors, f"docs/runbooks.md lacks a section for {alert.alert}"
 
 
@@ -52,7 +52,7 @@ def test_internal_links_in_the_runbooks_resolve() -> None:
 
 
 def test_runbook_base_is_a_setting() -> None:
-    config = config_from_mapping({"runbook_url_base": "https://wiki.example.com/kvscale"})
+    config = from_mapping({"runbook_url_base": "https://wiki.example.com/kvscale"})
     urls = {a.annotation("runbook_url") for a in all_alerts(build_groups(config))}
     assert urls == {f"https://wiki.example.com/kvscale#{a.alert.lower()}" for a in ALERTS}
 
@@ -74,5 +74,5 @@ def test_no_generator_writes_a_runbook_url_by_hand() -> None:
 def test_recording_rules_named_in_the_runbooks_exist() -> None:
     text = RUNBOOKS.read_text(encoding="utf-8")
     named = set(re.findall(r"\b[a-z_]+:[a-z_]+:[a-z0-9_]+\b", text))
-    built = {r.record for g in recording_groups(AlertsConfig()) for r in g.recordings()}
+    built = {r.record for g in recording_groups(Policy()) for r in g.recordings()}
     assert named and named <= built, sorted(named - built)

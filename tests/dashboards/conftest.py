@@ -7,9 +7,9 @@ from typing import Any
 import pytest
 
 from dashboards import build
-from exporter.contract.policy import Thresholds
+from exporter.contract.policy import Policy
 
 
 @pytest.fixture(scope="session")
 def default_build() -> dict[str, dict[str, Any]]:
-    return build.render(Thresholds())
+    return build.render(Policy())

@@ -13,26 +13,26 @@ import yaml
 from alerts.runbooks import heading_anchors
 from dashboards import build
 from dashboards.build import all_panels
-from exporter.contract.policy import Thresholds, from_mapping
+from exporter.contract.policy import Policy, from_mapping
 from tests.conftest import REPO
 
 
 def test_committed_build_equals_a_fresh_build() -> None:
     # Regenerate with: .venv/bin/kvscale-dashboards build dashboards/json
-    assert build.drift(build.DEFAULT_DIR, Thresholds()) == []
+    assert build.drift(build.DEFAULT_DIR, Policy()) == []
 
 
 def test_build_is_deterministic() -> None:
-    assert build.files(Thresholds()) == build.files(Thresholds())
+    assert build.files(Policy()) == build.files(Policy())
 
 
 def test_write_then_drift_detects_an_edit(tmp_path: Path) -> None:
-    written = build.write(tmp_path, Thresholds())
+    written = build.write(tmp_path, Policy())
     assert sorted(p.name for p in written) == sorted(f"{stem}.json" for stem in build.DASHBOARDS)
-    assert build.drift(tmp_path, Thresholds()) == []
+    assert build.drift(tmp_path, Policy()) == []
     (tmp_path / "gpu.json").write_text("{}")
     (tmp_path / "stray.json").write_text("{}")
-    assert build.drift(tmp_path, Thresholds()) == ["gpu.json", "stray.json"]
+    assert build.drift(tmp_path, Policy()) == ["gpu.json", "stray.json"]
 
 
 @pytest.mark.parametrize("stem", list(build.DASHBOARDS))
@@ -104,7 +104,7 @@ LINE_FIELDS = ["kv_cache_usage_alert", "kv_fragmentation_alert", "ttft_p95_slo_s
 
 @pytest.mark.parametrize("name", LINE_FIELDS)
 def test_changing_a_threshold_moves_its_lines(default_build: dict[str, dict[str, Any]], name: str) -> None:
-    default = getattr(Thresholds(), name)
+    default = getattr(Policy(), name)
     moved = 0.613 if default <= 1 else 7.25  # a value no other threshold or constant line uses
     changed = build.render(from_mapping({name: moved}))
     before, after = _steps(default_build), _steps(changed)
@@ -114,7 +114,7 @@ def test_changing_a_threshold_moves_its_lines(default_build: dict[str, dict[str,
 
 
 def test_thresholds_reach_descriptions_too() -> None:
-    text = build.files(dataclasses.replace(Thresholds(), scale_down_stabilization_seconds=420))["autoscaling.json"]
+    text = build.files(dataclasses.replace(Policy(), scale_down_stabilization_seconds=420))["autoscaling.json"]
     assert "[420s]" in text and "[300s]" not in text
 
 

@@ -10,7 +10,7 @@ import pytest
 from dashboards import build
 from dashboards.promql import UnknownVariableError, legend, panel_queries, substitute
 from exporter.contract.catalog import BY_NAME
-from exporter.contract.policy import Thresholds
+from exporter.contract.policy import Policy
 
 VALUES = {"namespace": "demo", "model": "tiny-llama", "pod": "vllm-a", "node": "gpu-node-1"}
 
@@ -62,7 +62,7 @@ def test_panel_queries_walks_rows_and_targets() -> None:
 
 
 def _all_queries() -> list[Any]:
-    return [q for dash in build.render(Thresholds()).values() for q in panel_queries(dash)]
+    return [q for dash in build.render(Policy()).values() for q in panel_queries(dash)]
 
 
 def _selectors(expr: str) -> list[str]:

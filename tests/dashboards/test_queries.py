@@ -12,14 +12,14 @@ import pytest
 
 from dashboards import build
 from dashboards.promql import PanelQuery, panel_queries, substitute
-from exporter.contract.policy import Thresholds
+from exporter.contract.policy import Policy
 from tests.conftest import Stack
 
 # The stack's values for the dashboard variables; ``node`` exists only in the GPU series.
 VALUES = {"namespace": "demo", "model": "tiny-llama", "pod": "vllm-a", "node": Stack.node,
           "__rate_interval": "20s", "__range": "10m"}
 
-QUERIES = [q for dash in build.render(Thresholds()).values() for q in panel_queries(dash)]
+QUERIES = [q for dash in build.render(Policy()).values() for q in panel_queries(dash)]
 
 
 def _id(query: PanelQuery) -> str:

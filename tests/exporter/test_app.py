@@ -51,7 +51,7 @@ async def test_serves_metrics_health_and_readiness_over_http() -> None:
 
 async def test_metrics_and_readyz_are_503_until_the_first_collection() -> None:
     settings = build([("test", {"listen": "127.0.0.1:1", "nvml": "off"})])
-    policy = VllmPolicy(window_seconds=60, quantiles=(0.5,), thresholds=settings.thresholds,
+    policy = VllmPolicy(window_seconds=60, quantiles=(0.5,), thresholds=settings.policy,
                         gpu_price_per_hour=None, default_gpus_per_pod=1)
     async with aiohttp.ClientSession() as session:
         vllm = VllmCollector(source=StaticTargets([]), session=session, policy=policy, scrape_timeout=1,

@@ -31,7 +31,7 @@ def settings(**values: object) -> Settings:
 @asynccontextmanager
 async def exporter_over(specs: Sequence[str], clock: ManualClock, **values: object) -> AsyncIterator[Exporter]:
     s = settings(**values)
-    policy = VllmPolicy(window_seconds=s.window, quantiles=tuple(s.quantiles), thresholds=s.thresholds,
+    policy = VllmPolicy(window_seconds=s.window, quantiles=tuple(s.quantiles), thresholds=s.policy,
                         gpu_price_per_hour=s.gpu_price_per_hour or None, default_gpus_per_pod=s.gpus_per_pod)
     async with aiohttp.ClientSession() as session:
         vllm = VllmCollector(source=StaticTargets([parse_static(x) for x in specs]), session=session,
@@ -128,7 +128,7 @@ async def test_removed_target_is_forgotten() -> None:
     async with vllm_target(SINGLE, clock=clock) as (url, _):
         source = StaticTargets([parse_static(f"ns/p={url}")])
         s = settings()
-        policy = VllmPolicy(window_seconds=60, quantiles=(0.5,), thresholds=s.thresholds, gpu_price_per_hour=None,
+        policy = VllmPolicy(window_seconds=60, quantiles=(0.5,), thresholds=s.policy, gpu_price_per_hour=None,
                             default_gpus_per_pod=1)
         async with aiohttp.ClientSession() as session:
             vllm = VllmCollector(source=source, session=session, policy=policy, scrape_timeout=1,

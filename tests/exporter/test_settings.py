@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import re
 import socket
 import subprocess
 from pathlib import Path
 
 import pytest
+import yaml
 
 from exporter.cli import load_settings, parser
 from exporter.settings import FIELDS, SettingsError, build
@@ -15,12 +17,12 @@ from tests.conftest import PYTHON, REPO
 
 def test_precedence_flag_over_env_over_file_over_default(tmp_path: Path) -> None:
     config = tmp_path / "c.yaml"
-    config.write_text("interval: 3\nwindow: 90\nscrape_timeout: 1\nthresholds: {queue_target: 7}\n")
+    config.write_text("interval: 3\nwindow: 90\nscrape_timeout: 1\nthresholds: {queue_target: 7}\n")  # older key
     env = {"KVSCALE_WINDOW": "120", "KVSCALE_SCRAPE_TIMEOUT": "0.5", "NODE_NAME": "gpu-node-1"}
     s = load_settings(["--config", str(config), "--scrape-timeout", "0.25"], env)
     assert (s.interval, s.window, s.scrape_timeout) == (3.0, 120.0, 0.25)
     assert s.node_name == "gpu-node-1"
-    assert s.thresholds.queue_target == 7
+    assert s.policy.queue_target == 7
     assert s.listen == "0.0.0.0:9400"
 
 
@@ -33,7 +35,7 @@ def test_repeatable_flags_and_list_envs() -> None:
 
 
 @pytest.mark.parametrize(("layer", "message"), [
-    ({"intervall": 5}, "unknown setting 'intervall'"),
+    ({"intervall": 5}, "unknown setting 'intervall' in config file c.yaml (did you mean 'interval'?)"),
     ({"interval": "fast"}, "interval .*invalid value"),
     ({"interval": -1}, "interval: must be a positive number"),
     ({"interval": 2, "scrape_timeout": 2}, "must be below interval"),
@@ -44,23 +46,37 @@ def test_repeatable_flags_and_list_envs() -> None:
     ({"gpu_price_per_hour": -2}, "gpu_price_per_hour"),
     ({"pod_port": 70000}, "pod_port"),
     ({"max_body_bytes": 10}, "max_body_bytes"),
-    ({"thresholds": {"kv_target": 2}}, "a ratio must be in"),
-    ({"thresholds": {"kv_targte": 0.5}}, "unknown thresholds: kv_targte"),
-    ({"thresholds": [1, 2]}, "expected a mapping"),
+    ({"thresholds": {"kv_target": 2}}, "config file c.yaml, key thresholds: kv_target: must be <= 1, got 2"),
+    ({"policy": {"kv_targte": 0.5}}, "config file c.yaml, key policy: unknown key 'kv_targte'"),
+    ({"policy": [1, 2]}, "expected a mapping"),
     ({"pod_port": True}, "pod_port"),
 ])
-def test_invalid_settings_are_refused_with_the_field_named(layer: dict[str, object], message: str) -> None:
-    with pytest.raises(SettingsError, match=message):
-        build([("config file x.yaml", layer)])
+def test_invalid_settings_are_refused_with_the_field_named(tmp_path: Path, layer: dict[str, object],
+                                                          message: str) -> None:
+    config = tmp_path / "c.yaml"
+    config.write_text(yaml.safe_dump(layer))
+    with pytest.raises(SettingsError) as caught:
+        load_settings(["--config", str(config)], {})
+    assert message.replace("c.yaml", str(config)) in str(caught.value) or \
+        re.search(message, str(caught.value)), str(caught.value)
+
+
+def test_in_process_build_validates_like_the_command_line() -> None:
+    with pytest.raises(SettingsError, match=r"interval \(test\): invalid value 'fast'"):
+        build([("test", {"interval": "fast"})])
+    with pytest.raises(SettingsError, match="unknown setting 'intervall'"):
+        build([("test", {"intervall": 1})])
+    assert build([("test", {"policy": {"queue_target": 3}})]).policy.queue_target == 3
 
 
 def test_every_setting_has_a_flag_and_documentation() -> None:
     help_text = parser().format_help()
     for name, f in FIELDS.items():
         assert f.metadata["doc"]
-        if name != "thresholds":
-            assert "--" + name.replace("_", "-") in help_text
-            assert "KVSCALE_" + name.upper() in help_text
+        assert "--" + name.replace("_", "-") in help_text
+        assert "KVSCALE_" + name.upper() in help_text
+    for flag in ("--config", "--policy", "KVSCALE_POLICY", "--thresholds-file"):
+        assert flag in help_text
 
 
 def run_exporter(*args: str) -> subprocess.CompletedProcess[str]:
@@ -74,6 +90,7 @@ def test_bad_config_file_stops_before_binding(tmp_path: Path) -> None:
     result = run_exporter("--config", str(config))
     assert result.returncode == 2
     assert "unknown setting 'windw' in config file" in result.stderr
+    assert "Traceback" not in result.stderr
 
 
 def test_bad_target_and_busy_port_are_clear_errors() -> None:
