@@ -1,7 +1,7 @@
 """Pod inventory: which pods exist, their labels and owning workload.
 
 Label selectors resolve against real pod labels. In a cluster the inventory is a
-watch-backed cache of the Kubernetes API (:mod:`adapter.kube`); outside one it is
+watch of the Kubernetes API (:class:`adapter.kube.KubePodInventory`); outside one it is
 a static ``v1 PodList`` file (what ``kubectl get pods -A -o yaml`` prints). Parsing
 is pure; only :func:`load_pod_file` touches the disk.
 """
@@ -46,6 +46,16 @@ class PodInfo:
 class PodInventory(Protocol):
     def pods(self, namespace: str) -> Sequence[PodInfo]:
         """Active pods of a namespace."""
+        ...
+
+    @property
+    def ready(self) -> bool:
+        """Whether the pods are known (a watch has listed once); the adapter's /readyz waits for it."""
+        ...
+
+    @property
+    def generation(self) -> int:
+        """Bumped whenever the pods change: cached answers are valid for one generation."""
         ...
 
 
@@ -100,6 +110,14 @@ class StaticInventory:
 
     def pods(self, namespace: str) -> Sequence[PodInfo]:
         return [p for p in self._by_ns.get(namespace, ()) if p.active]
+
+    @property
+    def ready(self) -> bool:
+        return True
+
+    @property
+    def generation(self) -> int:
+        return 0  # never changes
 
 
 def load_pod_file(path: Path) -> StaticInventory:

@@ -1,98 +1,88 @@
-"""In-cluster pod inventory: a list+watch cache of pods through the ``kubernetes`` client.
+"""The adapter's views of the Kubernetes API, through the shared list+watch.
 
-The client is synchronous, so the watch runs in a daemon thread and swaps
-immutable per-namespace views that request handlers read without locking. A watch
-that ends or fails (410 Gone included) is followed by a fresh list; until the
-first list succeeds the cache is not ready.
+Two watches, both :class:`exporter.contract.kubewatch.KubeWatch` (backoff, read
+timeouts, 410 relist, readiness, a real stop): every active pod of the cluster, as
+:class:`adapter.inventory.PodInfo` grouped by namespace (the label selectors and
+workloads of HPA requests resolve against it), and the exporter DaemonSet's ready
+pods, as the /metrics URLs the direct source reads. Only the converted summaries
+are kept, never whole pod objects: the inventory of a large cluster stays small.
 """
 
 from __future__ import annotations
 
-import logging
-import threading
-import time
-from collections.abc import Sequence
+import functools
+import random
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from adapter.endpoints import EndpointError, url_from_pod
 from adapter.inventory import PodInfo, pod_from_object
+from exporter.contract.kubewatch import DEFAULT_TIMINGS, KubeWatch, WatchTimings, pods
 
-log = logging.getLogger(__name__)
+ByNamespace = Mapping[str, tuple[PodInfo, ...]]
 
 
-class KubePodCache:
-    """Implements :class:`adapter.inventory.PodInventory` from the Kubernetes API."""
+def active_pod(obj: dict[str, Any]) -> PodInfo | None:
+    """The pod's summary while it counts for the HPA; None once deleting, Succeeded or Failed."""
+    pod = pod_from_object(obj)
+    return pod if pod.active else None
 
-    def __init__(self, *, core_api: Any, watch_factory: Any, retry_delay: float = 2.0,
-                 watch_timeout: int = 300) -> None:
-        self._api = core_api
-        self._watch_factory = watch_factory
-        self._retry_delay = retry_delay
-        self._watch_timeout = watch_timeout
-        self._pods: dict[tuple[str, str], PodInfo] = {}
-        self._by_ns: dict[str, tuple[PodInfo, ...]] = {}
-        self._stop = threading.Event()
-        self.synced = threading.Event()
-        self.generation = 0
+
+def by_namespace(items: Mapping[str, PodInfo]) -> ByNamespace:
+    grouped: dict[str, list[PodInfo]] = {}
+    for pod in items.values():
+        grouped.setdefault(pod.namespace, []).append(pod)
+    return {ns: tuple(sorted(found, key=lambda p: p.name)) for ns, found in grouped.items()}
+
+
+class KubePodInventory:
+    """Implements :class:`adapter.inventory.PodInventory` from a watch of every pod."""
+
+    def __init__(self, *, core_v1: Any, timings: WatchTimings = DEFAULT_TIMINGS,
+                 jitter: Callable[[], float] = random.random) -> None:
+        self.watch: KubeWatch[PodInfo, ByNamespace] = KubeWatch(
+            resource=pods(core_v1), convert=active_pod, view=by_namespace, timings=timings, jitter=jitter)
+
+    def start(self) -> KubePodInventory:
+        self.watch.start()
+        return self
 
     def pods(self, namespace: str) -> Sequence[PodInfo]:
-        return self._by_ns.get(namespace, ())
+        return self.watch.view().get(namespace, ())
 
-    def start(self) -> threading.Thread:
-        thread = threading.Thread(target=self._run, name="kube-pod-cache", daemon=True)
-        thread.start()
-        return thread
+    @property
+    def ready(self) -> bool:
+        return self.watch.ready
 
-    def stop(self) -> None:
-        self._stop.set()
+    @property
+    def generation(self) -> int:
+        return self.watch.generation
 
-    def _publish(self) -> None:
-        by_ns: dict[str, list[PodInfo]] = {}
-        for pod in self._pods.values():
-            if pod.active:
-                by_ns.setdefault(pod.namespace, []).append(pod)
-        self._by_ns = {ns: tuple(pods) for ns, pods in by_ns.items()}
-        self.generation += 1
+    def close(self) -> None:
+        self.watch.stop()
 
-    def _to_dict(self, obj: Any) -> dict[str, Any]:
-        if isinstance(obj, dict):
-            return obj
-        data: dict[str, Any] = self._api.api_client.sanitize_for_serialization(obj)
-        return data
 
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                version = self._list()
-                self._watch(version)
-            except Exception as exc:  # the client raises ApiException, urllib3 and socket errors
-                log.warning("pod watch failed, relisting in %.0fs: %s", self._retry_delay, exc)
-                time.sleep(self._retry_delay)
+def sorted_urls(items: Mapping[str, str]) -> tuple[str, ...]:
+    return tuple(sorted(items.values()))
 
-    def _list(self) -> str:
-        pod_list = self._api.list_pod_for_all_namespaces(_request_timeout=30)
-        pods = {}
-        for item in pod_list.items:
-            pod = pod_from_object(self._to_dict(item))
-            pods[(pod.namespace, pod.name)] = pod
-        self._pods = pods
-        self._publish()
-        self.synced.set()
-        version: str = pod_list.metadata.resource_version
-        return version
 
-    def _watch(self, version: str) -> None:
-        stream = self._watch_factory().stream(self._api.list_pod_for_all_namespaces, resource_version=version,
-                                              timeout_seconds=self._watch_timeout)
-        for event in stream:
-            if self._stop.is_set():
-                return
-            kind, obj = event["type"], event.get("raw_object") or self._to_dict(event["object"])
-            if kind == "ERROR":
-                raise RuntimeError(f"watch error: {obj.get('message', obj)}")
-            pod = pod_from_object(obj)
-            key = (pod.namespace, pod.name)
-            if kind == "DELETED":
-                self._pods.pop(key, None)
-            else:
-                self._pods[key] = pod
-            self._publish()
+class KubeExporterEndpoints:
+    """Implements :class:`adapter.endpoints.EndpointSource`: the ready exporter pods found by label selector."""
+
+    def __init__(self, *, core_v1: Any, namespace: str, label_selector: str, port: int,
+                 timings: WatchTimings = DEFAULT_TIMINGS, jitter: Callable[[], float] = random.random) -> None:
+        self.watch: KubeWatch[str, tuple[str, ...]] = KubeWatch(
+            resource=pods(core_v1), convert=functools.partial(url_from_pod, port=port), view=sorted_urls,
+            namespace=namespace, label_selector=label_selector, timings=timings, jitter=jitter)
+
+    def start(self) -> KubeExporterEndpoints:
+        self.watch.start()
+        return self
+
+    async def endpoints(self) -> Sequence[str]:
+        if not self.watch.ready:  # "no exporters" would be a guess: say that discovery has not answered yet
+            raise EndpointError(f"exporter discovery: {self.watch.status()}")
+        return self.watch.view()
+
+    def close(self) -> None:
+        self.watch.stop()

@@ -66,6 +66,14 @@ class PrometheusProvider:
     def list_metrics(self) -> Sequence[MetricInfo]:
         return tuple(self._metrics.values())
 
+    @property
+    def ready(self) -> bool:
+        return True  # Prometheus is asked per request, and each failure is answered as such
+
+    @property
+    def generation(self) -> int | None:
+        return None  # no local view: answers are never reused
+
     def freshness(self) -> Mapping[str, float]:
         return {} if self._last_ok is None else {self._settings.url: time.monotonic() - self._last_ok}
 

@@ -73,6 +73,17 @@ class MetricsProvider(Protocol):
         """Values for the pods that have a fresh sample, in the order given; others are left out."""
         ...
 
+    @property
+    def ready(self) -> bool:
+        """Whether the source has answered (direct: an exporter was read); /readyz waits for it."""
+        ...
+
+    @property
+    def generation(self) -> int | None:
+        """Bumped whenever the data answers come from changes; None when the source is asked per request
+        (answers are then never reused)."""
+        ...
+
 
 # Windowed families (quantiles, rates) carry the exporter's sliding window; gauges have none.
 _WINDOWED_UNITS = frozenset({"tokens per second", "events per second"})

@@ -2,7 +2,8 @@
 
 The only module that knows every part: it builds the clients, the pod inventory,
 the provider, the security chain and the app, and starts the background tasks
-(exporter refresh, certificate reload).
+(exporter refresh, certificate reload) and the Kubernetes watches (pod inventory,
+exporter discovery), which /readyz waits for and shutdown stops.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import contextlib
 import logging
 import signal
 import ssl
+from collections.abc import Sequence
 from typing import Any
 
 import aiohttp
@@ -21,9 +23,9 @@ from prometheus_client import CollectorRegistry
 from adapter.auth import AuthConfigError, Authenticator, ClusterAuth, RequestHeaderConfig, read_cluster_auth
 from adapter.authz import DelegatedAuthorizer
 from adapter.direct import DirectProvider, DirectSettings
-from adapter.endpoints import EndpointSource, KubeEndpoints, StaticEndpoints
+from adapter.endpoints import EndpointSource, StaticEndpoints
 from adapter.inventory import PodInventory, load_pod_file
-from adapter.kube import KubePodCache
+from adapter.kube import KubeExporterEndpoints, KubePodInventory
 from adapter.promsource import PrometheusProvider, PrometheusSettings
 from adapter.provider import MetricsProvider
 from adapter.selfmetrics import SelfMetrics
@@ -31,6 +33,9 @@ from adapter.server import ResponseCache, Security, build_app
 from adapter.service import MetricsService
 from adapter.settings import AdapterSettings, SettingsError
 from adapter.tls import TLSFiles, build_context, watch
+from exporter.contract.kubewatch import KubeWatch
+
+Watches = list[KubeWatch[Any, Any]]
 
 log = logging.getLogger("adapter")
 
@@ -65,25 +70,39 @@ def _cluster_auth(settings: AdapterSettings, kube: Any) -> ClusterAuth:
     return ClusterAuth(rh, client)
 
 
-def _inventory(settings: AdapterSettings, kube: Any) -> PodInventory:
+def _inventory(settings: AdapterSettings, kube: Any, watches: Watches) -> PodInventory:
     if settings.pods_file is not None:
         return load_pod_file(settings.pods_file)
-    cache = KubePodCache(core_api=kube.client.CoreV1Api(), watch_factory=kube.watch.Watch)
-    cache.start()
-    return cache
+    inventory = KubePodInventory(core_v1=kube.client.CoreV1Api()).start()
+    watches.append(inventory.watch)
+    return inventory
+
+
+def _not_ready(provider: MetricsProvider, source: str, watches: Sequence[KubeWatch[Any, Any]]) -> list[str]:
+    """What /readyz waits for: each watch's first list, and the source's first answer."""
+    waiting = [w.status() for w in watches if not w.ready]
+    if not provider.ready:
+        waiting.append(f"the {source} source has not answered yet")
+    return waiting
 
 
 def _provider(settings: AdapterSettings, session: aiohttp.ClientSession, kube: Any,
-              tasks: list[asyncio.Task[None]]) -> tuple[MetricsProvider, Any]:
+              tasks: list[asyncio.Task[None]], watches: Watches) -> tuple[MetricsProvider, Any]:
     if settings.source == "prometheus":
         assert settings.prometheus_url is not None
         prom = PrometheusProvider(session=session, settings=PrometheusSettings(
             settings.prometheus_url, settings.prometheus_timeout, settings.prometheus_authorization.reveal(),
             settings.max_age, settings.window_seconds, settings.default_quantile))
         return prom, prom.freshness
-    endpoints: EndpointSource = StaticEndpoints(settings.exporter_urls) if settings.exporter_urls else \
-        KubeEndpoints(core_api=kube.client.CoreV1Api(), namespace=settings.exporter_namespace,
-                      label_selector=settings.exporter_selector, port=settings.exporter_port)
+    endpoints: EndpointSource
+    if settings.exporter_urls:
+        endpoints = StaticEndpoints(settings.exporter_urls)
+    else:
+        discovery = KubeExporterEndpoints(core_v1=kube.client.CoreV1Api(), namespace=settings.exporter_namespace,
+                                          label_selector=settings.exporter_selector,
+                                          port=settings.exporter_port).start()
+        watches.append(discovery.watch)
+        endpoints = discovery
     direct = DirectProvider(endpoints=endpoints, session=session, settings=DirectSettings(
         settings.refresh_interval, settings.max_age, min(settings.refresh_interval, 5.0), settings.window_seconds,
         default_quantile=settings.default_quantile))
@@ -94,33 +113,41 @@ def _provider(settings: AdapterSettings, session: aiohttp.ClientSession, kube: A
 async def run(settings: AdapterSettings) -> None:
     kube = _kube_clients(settings) if settings.needs_kubernetes else None
     tasks: list[asyncio.Task[None]] = []
-    async with aiohttp.ClientSession() as session:
-        provider, freshness = _provider(settings, session, kube, tasks)
-        registry = CollectorRegistry()
-        security, ssl_context = _security(settings, kube, tasks)
-        app = build_app(service=MetricsService(provider=provider, pods=_inventory(settings, kube)),
-                        security=security, metrics=SelfMetrics(registry=registry, freshness=freshness),
-                        external=settings.enable_external_metrics,
-                        # direct: ready once an exporter answered; prometheus is checked per request
-                        ready=lambda: bool(getattr(provider, "ready", True)),
-                        cache=ResponseCache(ttl=settings.refresh_interval))
-        runner = web.AppRunner(app, access_log=None)
-        await runner.setup()
-        site = web.TCPSite(runner, settings.bind_address, settings.secure_port, ssl_context=ssl_context)
-        await site.start()
-        scheme = "http" if ssl_context is None else "https"
-        log.info("serving custom.metrics.k8s.io on %s://%s:%d (source %s)", scheme, settings.bind_address,
-                 settings.secure_port, settings.source)
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
-        await stop.wait()
-        for task in tasks:
-            task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await asyncio.gather(*tasks)
-        await runner.cleanup()
+    watches: Watches = []
+    try:
+        async with aiohttp.ClientSession() as session:
+            await _serve(settings, session, kube, tasks, watches)
+    finally:
+        await asyncio.gather(*(asyncio.to_thread(w.stop) for w in watches))
+
+
+async def _serve(settings: AdapterSettings, session: aiohttp.ClientSession, kube: Any,
+                 tasks: list[asyncio.Task[None]], watches: Watches) -> None:
+    provider, freshness = _provider(settings, session, kube, tasks, watches)
+    registry = CollectorRegistry()
+    security, ssl_context = _security(settings, kube, tasks)
+    app = build_app(service=MetricsService(provider=provider, pods=_inventory(settings, kube, watches)),
+                    security=security, metrics=SelfMetrics(registry=registry, freshness=freshness),
+                    external=settings.enable_external_metrics,
+                    not_ready=lambda: _not_ready(provider, settings.source, watches),
+                    cache=ResponseCache(ttl=settings.refresh_interval))
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, settings.bind_address, settings.secure_port, ssl_context=ssl_context)
+    await site.start()
+    scheme = "http" if ssl_context is None else "https"
+    log.info("serving custom.metrics.k8s.io on %s://%s:%d (source %s)", scheme, settings.bind_address,
+             settings.secure_port, settings.source)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    for task in tasks:
+        task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await asyncio.gather(*tasks)
+    await runner.cleanup()
 
 
 def _security(settings: AdapterSettings, kube: Any, tasks: list[asyncio.Task[None]]) -> tuple[Security, Any]:

@@ -12,7 +12,7 @@ import json
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Hashable
+from collections.abc import Awaitable, Callable, Hashable, Sequence
 from dataclasses import dataclass
 
 from aiohttp import web
@@ -80,7 +80,7 @@ def _attributes(request: web.Request, user: User) -> Attributes:
 
 
 def build_app(*, service: MetricsService, security: Security, metrics: SelfMetrics,
-              external: bool = False, ready: Callable[[], bool] = lambda: True,
+              external: bool = False, not_ready: Callable[[], Sequence[str]] = tuple,
               cache: ResponseCache | None = None) -> web.Application:
     @web.middleware
     async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -91,7 +91,7 @@ def build_app(*, service: MetricsService, security: Security, metrics: SelfMetri
         return response
 
     app = web.Application(middlewares=[guard])
-    routes = _Routes(service, external, metrics, ready, cache or ResponseCache(ttl=1.0))
+    routes = _Routes(service, external, metrics, not_ready, cache or ResponseCache(ttl=1.0))
     app.router.add_get("/healthz", routes.healthz)
     app.router.add_get("/livez", routes.healthz)
     app.router.add_get("/readyz", routes.readyz)
@@ -181,18 +181,21 @@ class ResponseCache:
 
 class _Routes:
     def __init__(self, service: MetricsService, external: bool, metrics: SelfMetrics,
-                 ready: Callable[[], bool], cache: ResponseCache) -> None:
+                 not_ready: Callable[[], Sequence[str]], cache: ResponseCache) -> None:
         self._service = service
         self._cache = cache
         self._external = external
         self._metrics = metrics
-        self._ready = ready
+        self._not_ready = not_ready
 
     async def healthz(self, request: web.Request) -> web.Response:
         return web.Response(text="ok")
 
     async def readyz(self, request: web.Request) -> web.Response:
-        return web.Response(text="ok") if self._ready() else web.Response(status=503, text="source not ready")
+        waiting = self._not_ready()  # each part that is not ready yet, and why: one line each
+        if waiting:
+            return web.Response(status=503, text="not ready:\n" + "\n".join(waiting) + "\n")
+        return web.Response(text="ok")
 
     async def self_metrics(self, request: web.Request) -> web.Response:
         body, content_type = self._metrics.render()

@@ -73,10 +73,10 @@ class MetricsService:
 
     def cache_token(self) -> tuple[int, int] | None:
         """Identifies the data answers are computed from; None when the source is queried per request."""
-        provider_gen = getattr(self._provider, "generation", None)
+        provider_gen = self._provider.generation
         if provider_gen is None:
             return None
-        return int(provider_gen), int(getattr(self._pods, "generation", 0))
+        return provider_gen, self._pods.generation
 
     def metrics(self) -> Sequence[MetricInfo]:
         return self._provider.list_metrics()

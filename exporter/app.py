@@ -8,7 +8,6 @@ costs no collection work and 20 concurrent scrapers cost what one does.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import time
@@ -114,30 +113,32 @@ class Exporter:
         return web.Response(text="kvscale-exporter: see /metrics, /healthz, /readyz\n")
 
 
-def target_source(settings: Settings, environ: dict[str, str]) -> tuple[TargetSource, Callable[[], bool] | None]:
-    """Static targets, or the pod watcher; (source, readiness check or None)."""
+def target_source(settings: Settings, environ: dict[str, str]) -> TargetSource:
+    """Static targets, or the (started) pod watcher."""
     if settings.vllm_target:
         try:
-            return StaticTargets([parse_static(spec) for spec in settings.vllm_target]), None
+            return StaticTargets([parse_static(spec) for spec in settings.vllm_target])
         except TargetError as exc:
             raise SetupError(str(exc)) from exc
     in_cluster = bool(environ.get("KUBERNETES_SERVICE_HOST"))
     if settings.kubernetes == "off" or (settings.kubernetes == "auto" and not in_cluster):
         log.warning("no --vllm-target and Kubernetes discovery is off: no vLLM engine will be scraped")
-        return StaticTargets([]), None
+        return StaticTargets([])
     if not settings.node_name:
         raise SetupError("Kubernetes discovery needs --node-name (or NODE_NAME from the downward API)")
-    from exporter.contract.kube_events import PodSourceError
-    from exporter.vllm.kube_targets import PodWatcher, core_v1_api
+    from kubernetes import client
+
+    from exporter.contract.kube_events import KubeSourceError
+    from exporter.contract.kubewatch import api_client
+    from exporter.vllm.kube_targets import PodWatcher
 
     try:
-        api = core_v1_api()
-    except PodSourceError as exc:
+        api = api_client()
+    except KubeSourceError as exc:
         raise SetupError(f"Kubernetes discovery: {exc}") from exc
-    watcher = PodWatcher(api=api, node_name=settings.node_name, label_selector=settings.pod_selector,
-                         default_port=settings.pod_port, default_path=settings.pod_path)
-    watcher.start()
-    return watcher, watcher.ready.is_set
+    return PodWatcher(core_v1=client.CoreV1Api(api), node_name=settings.node_name,
+                      label_selector=settings.pod_selector, default_port=settings.pod_port,
+                      default_path=settings.pod_path).start()
 
 
 def gpu_collectors(settings: Settings) -> list[Collector]:
@@ -160,7 +161,7 @@ def gpu_collectors(settings: Settings) -> list[Collector]:
 
 async def serve(settings: Settings, *, started: asyncio.Event | None = None) -> None:
     """Run the exporter until cancelled. Setup errors raise before the port is bound."""
-    source, ready_check = target_source(settings, dict(os.environ))
+    source = target_source(settings, dict(os.environ))
     others = gpu_collectors(settings)
     policy = VllmPolicy(window_seconds=settings.window, quantiles=tuple(settings.quantiles),
                         thresholds=settings.policy, gpu_price_per_hour=settings.gpu_price_per_hour or None,
@@ -170,7 +171,7 @@ async def serve(settings: Settings, *, started: asyncio.Event | None = None) -> 
     async with aiohttp.ClientSession(connector=connector, trust_env=False) as session:
         vllm = VllmCollector(source=source, session=session, policy=policy, cpu=cpu,
                              scrape_timeout=settings.scrape_timeout, max_body_bytes=settings.max_body_bytes)
-        exporter = Exporter(settings=settings, vllm=vllm, others=others, ready_check=ready_check, cpu=cpu)
+        exporter = Exporter(settings=settings, vllm=vllm, others=others, ready_check=lambda: vllm.ready, cpu=cpu)
         runner = web.AppRunner(exporter.app(), access_log=None)
         await runner.setup()
         host, _, port = settings.listen.rpartition(":")
@@ -180,9 +181,9 @@ async def serve(settings: Settings, *, started: asyncio.Event | None = None) -> 
         except OSError as exc:
             await runner.cleanup()
             cpu.shutdown(wait=False, cancel_futures=True)
-            stop = getattr(source, "stop", None)
-            if stop is not None:  # the pod watcher's thread
-                stop()
+            await vllm.close()
+            for collector in others:
+                await collector.close()
             raise SetupError(f"cannot listen on {settings.listen}: {exc}") from exc
         log.info("kvscale-exporter %s listening on %s", __version__, settings.listen)
         if started is not None:
@@ -190,15 +191,10 @@ async def serve(settings: Settings, *, started: asyncio.Event | None = None) -> 
         try:
             await exporter.run_forever()
         finally:
-            for collector in others:
-                close = getattr(collector, "close", None)
-                if close is not None:
-                    with contextlib.suppress(Exception):
-                        result = close()
-                        if asyncio.iscoroutine(result):
-                            await result
+            for collector in (*others, vllm):
+                try:
+                    await collector.close()
+                except Exception:  # one failed release must not keep the others (or the port) held
+                    log.exception("closing collector %s failed", collector.name)
             await runner.cleanup()
             cpu.shutdown(wait=False, cancel_futures=True)
-            stop = getattr(source, "stop", None)
-            if stop is not None:  # the pod watcher's thread
-                stop()

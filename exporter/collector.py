@@ -56,6 +56,10 @@ class Collector(Protocol):
 
     async def collect(self, ctx: CycleContext) -> Sequence[Series]: ...
 
+    async def close(self) -> None:
+        """Release what the collector holds (NVML, sockets, watches); called once, at shutdown."""
+        ...
+
 
 @dataclass(frozen=True)
 class CollectorRun:

@@ -124,6 +124,16 @@ def prometheus_factory() -> Iterator[Any]:
         server.close()
 
 
+@pytest.fixture
+def apiserver() -> Iterator[Any]:
+    """A started fake Kubernetes API server (tests.kube.apiserver.FakeApiServer), stopped at teardown."""
+    from tests.kube.apiserver import FakeApiServer
+
+    server = FakeApiServer().start()
+    yield server
+    server.stop()
+
+
 @pytest.fixture(autouse=True)
 def _no_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
     # Loopback traffic must never go through an HTTP proxy from the environment.

@@ -102,5 +102,14 @@ class VllmCollector:
                                   history=state.history, policy=self._policy, gpus=gpus))
         return out
 
+    @property
+    def ready(self) -> bool:
+        """Whether the targets are known (the pod watch has listed once)."""
+        return self._source.ready
+
+    async def close(self) -> None:
+        """Close the target source (the pod watch's thread); the HTTP session belongs to the caller."""
+        await asyncio.to_thread(self._source.close)
+
     def __len__(self) -> int:
         return len(self._states)

@@ -39,9 +39,18 @@ class Target:
 
 
 class TargetSource(Protocol):
-    """Anything that can say, right now, which targets exist."""
+    """Says, right now, which targets exist; owned by the vLLM collector, which closes it."""
 
     def targets(self) -> Sequence[Target]: ...
+
+    @property
+    def ready(self) -> bool:
+        """Whether the targets are known (a pod watch has listed once); the exporter's /readyz waits for it."""
+        ...
+
+    def close(self) -> None:
+        """Stop background work (a pod watch); may block briefly, so async callers run it in a thread."""
+        ...
 
 
 class StaticTargets:
@@ -50,6 +59,13 @@ class StaticTargets:
 
     def targets(self) -> Sequence[Target]:
         return self._targets
+
+    @property
+    def ready(self) -> bool:
+        return True
+
+    def close(self) -> None:
+        pass
 
 
 def parse_static(spec: str) -> Target:

@@ -68,7 +68,8 @@ async def direct_adapter(*, max_age: float = 60.0, external: bool = False,
         app = build_app(service=MetricsService(provider=provider, pods=load_pod_file(PODS)),
                         security=security or Security(authenticator=None),
                         metrics=SelfMetrics(registry=registry, freshness=provider.snapshot_ages),
-                        external=external, ready=lambda: provider.ready)
+                        external=external,
+                        not_ready=lambda: () if provider.ready else ("the direct source has not answered yet",))
         client = TestClient(TestServer(app, host="127.0.0.1"))
         await client.start_server()
         try:

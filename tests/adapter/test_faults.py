@@ -30,6 +30,7 @@ class DeletesMidRequest:
         self._inner = inner
         self._on_lookup = on_lookup
         self.generation: int | None = None  # never cache: the point is the race
+        self.ready = True
 
     def list_metrics(self) -> Sequence[MetricInfo]:
         return self._inner.list_metrics()

@@ -1,8 +1,9 @@
 """Label and field selectors as the Kubernetes API server applies them (pure; for the fake server).
 
 Label selectors: ``k=v``, ``k==v``, ``k!=v``, ``k``, ``!k``, ``k in (a,b)``, ``k notin (a,b)``,
-comma-separated. Field selectors for pods: ``=``, ``==``, ``!=`` on the fields the real
-server supports for pods; any other field is rejected, as the real server rejects it.
+comma-separated. Field selectors: ``=``, ``==``, ``!=`` on the fields the real server supports for the
+resource (metadata.name and metadata.namespace for every kind, more for pods and
+ResourceSlices); any other field is rejected, as the real server rejects it.
 """
 
 from __future__ import annotations
@@ -72,38 +73,50 @@ def parse_label_selector(text: str) -> list[Requirement]:
     return requirements
 
 
-# Pod fields the real API server accepts in a fieldSelector (a subset; enough for kvscale).
-POD_FIELDS: dict[str, Callable[[Obj], str]] = {
-    "metadata.name": lambda o: str((o.get("metadata") or {}).get("name", "")),
-    "metadata.namespace": lambda o: str((o.get("metadata") or {}).get("namespace", "")),
-    "spec.nodeName": lambda o: str((o.get("spec") or {}).get("nodeName", "")),
-    "status.phase": lambda o: str((o.get("status") or {}).get("phase", "")),
-    "status.podIP": lambda o: str((o.get("status") or {}).get("podIP", "")),
+def _path(*keys: str) -> Callable[[Obj], str]:
+    def read(obj: Obj) -> str:
+        value: Any = obj
+        for key in keys:
+            value = (value or {}).get(key) if isinstance(value, Mapping) else None
+        return "" if value is None else str(value)
+
+    return read
+
+
+COMMON_FIELDS = {"metadata.name": _path("metadata", "name"), "metadata.namespace": _path("metadata", "namespace")}
+# The fields the real API server accepts in a fieldSelector, per resource (a subset; enough for kvscale).
+FIELDS: dict[str, dict[str, Callable[[Obj], str]]] = {
+    "pods": {**COMMON_FIELDS, "spec.nodeName": _path("spec", "nodeName"), "status.phase": _path("status", "phase"),
+             "status.podIP": _path("status", "podIP")},
+    "resourceslices": {**COMMON_FIELDS, "spec.nodeName": _path("spec", "nodeName"),
+                       "spec.driver": _path("spec", "driver")},
 }
 
 
-def parse_field_selector(text: str) -> list[tuple[str, bool, str]]:
-    """``[(field, equal, value)]``; :class:`SelectorError` for a field pods do not support."""
+def parse_field_selector(text: str, resource: str = "pods") -> list[tuple[str, bool, str]]:
+    """``[(field, equal, value)]``; :class:`SelectorError` for a field the resource does not support."""
+    fields = FIELDS.get(resource, COMMON_FIELDS)
     out = []
     for part in filter(str.strip, text.split(",")):
         m = re.fullmatch(r"\s*([A-Za-z.]+)\s*(==|!=|=)\s*(.*?)\s*", part)
         if m is None:
             raise SelectorError(f"invalid field selector: {part!r}")
-        if m.group(1) not in POD_FIELDS:
+        if m.group(1) not in fields:
             raise SelectorError(f'field label not supported: {m.group(1)}')
         out.append((m.group(1), m.group(2) != "!=", m.group(3)))
     return out
 
 
-def matcher(label_selector: str, field_selector: str) -> Callable[[Obj], bool]:
+def matcher(label_selector: str, field_selector: str, resource: str = "pods") -> Callable[[Obj], bool]:
     """One predicate for both selectors; raises :class:`SelectorError` up front."""
     labels = parse_label_selector(label_selector)
-    fields = parse_field_selector(field_selector)
+    fields = parse_field_selector(field_selector, resource)
+    readers = FIELDS.get(resource, COMMON_FIELDS)
 
     def match(obj: Obj) -> bool:
         obj_labels = (obj.get("metadata") or {}).get("labels") or {}
         return (all(r.matches(obj_labels) for r in labels)
-                and all((POD_FIELDS[f](obj) == v) == eq for f, eq, v in fields))
+                and all((readers[f](obj) == v) == eq for f, eq, v in fields))
 
     return match
 
