@@ -63,7 +63,7 @@ def sentinels(variant: int, empty: frozenset[str] = frozenset()) -> Sentinels:
         else:
             bounded = bounds.get("maximum", bounds.get("exclusiveMaximum", 2)) <= 1
             percent = 13 + 2 * index + 3 * variant if bounded else 700 + 100 * index + 10 * variant
-            value = round(percent / 100 + 0.0019437 if bounded else percent / 100 + 0.0019437, 7)
+            value = round(percent / 100 + 0.0019437, 7)
             values[f.name] = value
             forms[f.name] = [(f"{value * 100:g}%", "pctg"), (f"{value:.0%}", "pct0"),
                              (repr(value), "num"), (f"{value:g}", "g")]
