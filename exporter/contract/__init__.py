@@ -5,7 +5,8 @@
 - ``vllm_names``: vLLM's metric names across versions;
 - ``exposition``: the Prometheus text-format reader;
 - ``docs``: ``docs/metrics.md``, generated from the catalog and the policy;
-- ``kube_events``: the Kubernetes list/watch wire format.
+- ``kube_events``: the Kubernetes list/watch wire format (pure);
+- ``kubewatch``: the one hardened list+watch the exporter and the adapter both run.
 
 The import-layer check (``[tool.importlinter]`` in pyproject.toml) keeps the adapter,
 alerts, dashboards and simulator to this package, and this package to itself.

@@ -2,14 +2,23 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import json
+import threading
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 
+from exporter.app import serve
 from exporter.contract.kubewatch import WatchTimings
+from exporter.settings import build
 from exporter.vllm.kube_targets import PodWatcher
 from exporter.vllm.targets import Target
+from tests.conftest import free_port
 from tests.kube.apiserver import FakeApiServer, core_v1
 from tests.kube.faults import FAST, SCENARIOS, Start, Subject, eventually
 from tests.kube.objects import make_pod, status
@@ -148,3 +157,45 @@ def test_error_status_on_the_first_list_is_retried(apiserver: FakeApiServer, wat
     assert watcher.watch.wait_ready(20)
     assert watcher.watch.failures == 2
     assert urls(watcher) == {"a": "http://10.0.0.1:8000/metrics"}
+
+
+async def test_exporter_readyz_waits_for_the_pod_list_and_shutdown_stops_the_watch(
+        apiserver: FakeApiServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from kubernetes.config import kube_config
+
+    kubeconfig = {"apiVersion": "v1", "kind": "Config", "current-context": "c",
+                  "clusters": [{"name": "fake", "cluster": {"server": apiserver.url}}],
+                  "users": [{"name": "u", "user": {"token": "t"}}],
+                  "contexts": [{"name": "c", "context": {"cluster": "fake", "user": "u"}}]}
+    (tmp_path / "config").write_text(json.dumps(kubeconfig))
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    monkeypatch.setattr(kube_config, "KUBE_CONFIG_DEFAULT_LOCATION", str(tmp_path / "config"))
+    apiserver.failing_for["pods"] = status(403, "Forbidden", "pods is forbidden")
+    listen = f"127.0.0.1:{free_port()}"
+    settings = build([("test", {"listen": listen, "kubernetes": "on", "node_name": NODE, "nvml": "off",
+                                "pod_selector": "app=vllm", "interval": 0.2, "scrape_timeout": 0.1})])
+    before = set(threading.enumerate())
+    started = asyncio.Event()
+    task = asyncio.create_task(serve(settings, started=started))
+    try:
+        await asyncio.wait_for(started.wait(), 20)
+        async with aiohttp.ClientSession() as session:
+            async def readyz() -> int:
+                async with session.get(f"http://{listen}/readyz") as resp:
+                    return resp.status
+
+            deadline = asyncio.get_running_loop().time() + 20
+            while apiserver.list_count() < 2:  # refused at least twice, collecting all the while
+                assert asyncio.get_running_loop().time() < deadline
+                await asyncio.sleep(0.05)
+            assert await readyz() == 503
+            apiserver.failing_for.clear()
+            while await readyz() != 200:
+                assert asyncio.get_running_loop().time() < deadline
+                await asyncio.sleep(0.05)
+            assert [q["fieldSelector"] for _, q in apiserver.requests[:1]] == [f"spec.nodeName={NODE}"]
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    assert not [t for t in set(threading.enumerate()) - before if t.name == "kubewatch-pods"]  # closed with it
