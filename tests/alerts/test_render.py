@@ -22,11 +22,10 @@ from alerts.render import (
     write_files,
 )
 from exporter.contract.policy import Policy
-from tests.conftest import FIXTURES, REPO
+from tests.conftest import FIXTURES
 
 # The CRD schemas, copied from the project's shared schema set.
 _SCHEMA = FIXTURES / "schemas" / "monitoring.coreos.com_v1_prometheusrule.json"
-COMMITTED = REPO / "alerts" / "rules"
 GROUPS = build_groups(Policy())
 
 
@@ -76,14 +75,6 @@ def test_every_alert_carries_severity_for_summary_description_runbook() -> None:
             assert set(rule["annotations"]) == {"summary", "description", "runbook_url"}
             assert "{{" not in rule["annotations"]["summary"]
             assert "{{" in rule["annotations"]["description"]
-
-
-def test_committed_build_is_the_fresh_default_build() -> None:
-    fresh = render_files(GROUPS)
-    committed = {p.name: p.read_text(encoding="utf-8") for p in COMMITTED.iterdir() if p.is_file()}
-    assert set(committed) == set(fresh), "run: kvscale-alerts build alerts/rules"
-    stale = sorted(name for name in fresh if committed[name] != fresh[name])
-    assert not stale, f"stale files {stale}; run: kvscale-alerts build alerts/rules"
 
 
 def test_multiline_queries_render_as_literal_blocks() -> None:

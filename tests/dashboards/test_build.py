@@ -17,11 +17,6 @@ from exporter.contract.policy import Policy, from_mapping
 from tests.conftest import REPO
 
 
-def test_committed_build_equals_a_fresh_build() -> None:
-    # Regenerate with: .venv/bin/kvscale-dashboards build dashboards/json
-    assert build.drift(build.DEFAULT_DIR, Policy()) == []
-
-
 def test_build_is_deterministic() -> None:
     assert build.files(Policy()) == build.files(Policy())
 

@@ -35,7 +35,7 @@ def test_design_families_are_all_in_the_catalog() -> None:
 
 
 def test_docs_metrics_md_is_generated_from_the_catalog() -> None:
-    assert docs.DOC_PATH.read_text() == docs.render(), "docs/metrics.md is stale: run python -m exporter.contract.docs"
+    # That the committed file equals docs.render() is the drift test's (tests/deploy/test_generate.py).
     for f in FAMILIES:
         assert f"`{f.name}`" in docs.DOC_PATH.read_text()
 
