@@ -93,7 +93,9 @@ class Engine:
 
     # -- steady decode: closed-form jumps --------------------------------------------------------
     def _steady(self) -> bool:
-        if not self.running or any(r.num_tokens - r.num_computed != 1 for r in self.running):
+        # Decoding: one token to compute, and past the first token (whose step records TTFT).
+        if not self.running or any(r.num_tokens - r.num_computed != 1 or r.first_token is None
+                                   for r in self.running):
             return False
         if not self.waiting or len(self.running) >= self.max_num_seqs:
             return True
@@ -213,8 +215,9 @@ class Engine:
     def _step(self) -> None:
         scheduled = self._schedule()
         if not scheduled:
-            if not self.running and self.waiting:  # the head can never fit in this engine's KV cache
-                head = self.waiting.popleft()
+            head = self.waiting[0] if self.waiting else None
+            if not self.running and head is not None and self.pool.blocks_for(head.num_tokens) > self.pool.usable:
+                self.waiting.popleft()  # it can never fit in this engine's KV cache
                 self._finish(head, self.now, "abort")
             return
         tokens = sum(n for _, n in scheduled)

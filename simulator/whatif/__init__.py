@@ -1,0 +1,1 @@
+"""``kvscale-sim``: compare scaling policies on the same trace, in virtual time."""
