@@ -24,3 +24,10 @@ if [ ! -x .tools/prometheus/usr/bin/prometheus ] || [ ! -x .tools/prometheus/usr
     dpkg-deb -x "$tmp"/prometheus_*.deb .tools/prometheus
     rm -rf "$tmp"
 fi
+# checkov (Kubernetes manifest checks of the Helm chart) in its own venv: its many pinned
+# dependencies must not move .venv's. Reinstalled only when the pinned version changes.
+CHECKOV_VERSION=3.3.30
+if [ "$want_test" = "test" ] && ! compgen -G ".tools/checkov/lib/python3*/site-packages/checkov-$CHECKOV_VERSION.dist-info" >/dev/null; then
+    python3 -m venv .tools/checkov
+    .tools/checkov/bin/pip install -q --disable-pip-version-check "checkov==$CHECKOV_VERSION"
+fi
