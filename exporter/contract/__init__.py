@@ -2,6 +2,7 @@
 
 - ``catalog``: every ``kvscale_*`` family, its labels and its meaning for the other parts;
 - ``policy``: every threshold, SLO, target, alert duration and selector, in one typed object;
+- ``settings``: the one settings pattern of the long-running commands (flags, env twins, YAML);
 - ``vllm_names``: vLLM's metric names across versions;
 - ``exposition``: the Prometheus text-format reader;
 - ``docs``: ``docs/metrics.md``, generated from the catalog and the policy;

@@ -271,8 +271,3 @@ def from_flag_or_env(flag: str | Path | None, environ: Mapping[str, str] | None 
     """The policy a command reads (see ``locate``); the defaults when it was given none."""
     found = locate(flag, environ, prog=prog, old_flag=old_flag, old_env=old_env)
     return load(*found) if found else Policy()
-
-
-# Transition names for code written against the thresholds object.
-Thresholds = Policy
-ThresholdsError = PolicyError
