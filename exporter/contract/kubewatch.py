@@ -160,6 +160,8 @@ class KubeWatch(Generic[T, V]):
                 if not listed:
                     self._list()
                     listed, attempt, self.backoff = True, 0, 0.0
+                if self._stop.is_set():
+                    break  # stopped during the list: no watch to open
                 started = time.monotonic()
                 self._watch()
                 attempt, self.backoff = 0, 0.0  # a watch the server ended: healthy

@@ -15,7 +15,8 @@ from adapter.authz import Attributes, DelegatedAuthorizer, review_body
 from adapter.endpoints import EndpointError, url_from_pod
 from adapter.kube import KubeExporterEndpoints, KubePodInventory
 from exporter.contract.kubewatch import WatchTimings
-from tests.kube.apiserver import FakeApiServer, api_client, core_v1
+from tests.kube.apiserver import FakeApiServer
+from tests.kube.client import api_client, core_v1
 from tests.kube.faults import FAST, SCENARIOS, Start, Subject, eventually
 from tests.kube.objects import make_configmap, make_pod, status
 

@@ -296,18 +296,3 @@ async def _send(response: web.StreamResponse, change: Change, match: Matcher, bo
     if event is not None:
         await _event(response, event[0], copy.deepcopy(dict(event[1])))
 
-
-def api_client(server: FakeApiServer | str) -> Any:
-    """A real ``kubernetes`` ApiClient whose requests go to the fake server (no retries: faults stay visible)."""
-    from kubernetes import client
-
-    config = client.Configuration()
-    config.host = server if isinstance(server, str) else server.url
-    config.retries = 0
-    return client.ApiClient(config)
-
-
-def core_v1(server: FakeApiServer | str) -> Any:
-    from kubernetes import client
-
-    return client.CoreV1Api(api_client(server))

@@ -12,7 +12,8 @@ import pytest
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from tests.kube.apiserver import FakeApiServer, api_client, core_v1
+from tests.kube.apiserver import FakeApiServer
+from tests.kube.client import api_client, core_v1
 from tests.kube.objects import make_configmap, make_pod, make_resource_slice, status
 from tests.kube.selectors import Requirement, SelectorError, parse_label_selector, translate
 

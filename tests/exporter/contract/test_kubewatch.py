@@ -16,7 +16,7 @@ from kubernetes import client
 
 from exporter.contract.kube_events import KubeSourceError
 from exporter.contract.kubewatch import KubeWatch, Resource, api_client, pods
-from tests.kube import apiserver as fake
+from tests.kube import client as fake
 from tests.kube.apiserver import FakeApiServer
 from tests.kube.faults import FAST, eventually
 from tests.kube.objects import make_pod, make_resource_slice

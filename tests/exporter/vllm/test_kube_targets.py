@@ -19,7 +19,8 @@ from exporter.settings import build
 from exporter.vllm.kube_targets import PodWatcher
 from exporter.vllm.targets import Target
 from tests.conftest import free_port
-from tests.kube.apiserver import FakeApiServer, core_v1
+from tests.kube.apiserver import FakeApiServer
+from tests.kube.client import core_v1
 from tests.kube.faults import FAST, SCENARIOS, Start, Subject, eventually
 from tests.kube.objects import make_pod, status
 
