@@ -40,6 +40,11 @@ T = TypeVar("T")
 # KVSCALE_* names that other commands (or the test suite) read: not misspellings of this command's.
 _OTHER_PREFIXES = ("KVSCALE_ADAPTER_", "KVSCALE_ALERTS_", "KVSCALE_DASHBOARDS_", "KVSCALE_DEMO_")
 _OTHER_NAMES = frozenset({POLICY_ENV, "KVSCALE_PROMETHEUS_URL", "KVSCALE_TEST", "KVSCALE_UPDATE_GOLDEN"})
+# What Kubernetes injects for each Service of the namespace (enableServiceLinks): a Service named
+# kvscale-adapter gives KVSCALE_ADAPTER_SERVICE_HOST, KVSCALE_ADAPTER_PORT_443_TCP and so on.
+# (A misspelled twin of that shape, ending in _PORT, is let through: the price of not refusing them.)
+_SERVICE_LINK = re.compile(r"^[A-Z0-9_]+_(SERVICE_HOST|SERVICE_PORT(_[A-Z0-9_]+)?"
+                           r"|PORT(_\d+_(TCP|UDP|SCTP)(_(PROTO|PORT|ADDR))?)?)$")
 _TRUE, _FALSE = ("true", "1", "yes", "on"), ("false", "0", "no", "off", "")
 
 
@@ -203,7 +208,9 @@ def _check_environment(cmd: Command[Any], environ: Mapping[str, str]) -> None:
         known.add(cmd.deprecated_policy[1])
     others = tuple(p for p in _OTHER_PREFIXES if p != cmd.env_prefix)
     for name in sorted(environ):
-        if name.startswith(cmd.env_prefix) and name not in known | _OTHER_NAMES and not name.startswith(others):
+        if name in known | _OTHER_NAMES or name.startswith(others) or _SERVICE_LINK.match(name):
+            continue
+        if name.startswith(cmd.env_prefix):
             close = difflib.get_close_matches(name, sorted(known), 1)
             hint = f" (did you mean {close[0]}?)" if close else ""
             raise SettingsError(f"environment variable {name} is not a {cmd.prog} setting{hint}")

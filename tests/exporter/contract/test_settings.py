@@ -95,6 +95,12 @@ def test_other_commands_names_are_not_misspellings() -> None:
     environ = {"KVSCALE_ADAPTER_SOURCE": "prometheus", "KVSCALE_TEST": "1", "KVSCALE_POLICY": "",
                "KVSCALE_ALERTS_THRESHOLDS": "x", "NODE_NAME": "n1", "KVSCALE_WINDOW": "30"}
     assert load(EXPORTER, [], environ).node_name == "n1"
+    # Kubernetes' service links for Services named kvscale-exporter / kvscale-adapter are not settings either
+    links = {"KVSCALE_EXPORTER_SERVICE_HOST": "10.0.0.2", "KVSCALE_EXPORTER_PORT": "tcp://10.0.0.2:9400",
+             "KVSCALE_EXPORTER_PORT_9400_TCP_ADDR": "10.0.0.2", "KVSCALE_ADAPTER_SERVICE_PORT_HTTPS": "443",
+             "KVSCALE_ADAPTER_PORT": "tcp://10.0.0.3:443", "KVSCALE_ADAPTER_PORT_443_TCP_PROTO": "tcp"}
+    assert load(EXPORTER, [], links).window == 60.0
+    assert load(ADAPTER, ADAPTER_BASE, links).secure_port == 6443
     assert load(ADAPTER, ADAPTER_BASE, {"KVSCALE_INTERVAL": "9", "KVSCALE_ADAPTER_MAX_AGE": "7"}).max_age == 7
 
 
