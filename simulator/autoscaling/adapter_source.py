@@ -102,6 +102,10 @@ class AdapterClient:
         self._headers = [("X-Remote-User", user), *(("X-Remote-Group", g) for g in groups)]
         self._timeout = aiohttp.ClientTimeout(total=timeout)
 
+    @property
+    def base_url(self) -> str:
+        return self._base
+
     async def _get(self, path: str) -> tuple[int, dict[str, Any]]:
         try:
             async with self._session.get(self._base + path, ssl=self._ssl, headers=self._headers,

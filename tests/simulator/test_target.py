@@ -1,15 +1,11 @@
-"""The simulated vLLM target: growth rules and the demo's table."""
+"""The simulated vLLM target: growth rules."""
 
 from __future__ import annotations
-
-import subprocess
 
 import pytest
 
 from exporter.contract.exposition import parse
-from simulator.demo import table
 from simulator.target import TargetState, load_template, render
-from tests.conftest import PYTHON, REPO
 from tests.exporter.helpers import SINGLE, ManualClock
 
 TEXT = """# TYPE g gauge
@@ -47,23 +43,3 @@ def test_rendered_fixture_stays_a_valid_exposition_with_overrides() -> None:
     state.overrides["vllm:num_requests_waiting"] = 40.0
     exposition = parse(render(state, 30.0))
     assert exposition.samples["vllm:num_requests_waiting"] == [({"engine": "0", "model_name": "tiny-llama"}, 40.0)]
-
-
-def test_demo_table_shows_one_row_per_pod() -> None:
-    body = ('kvscale_vllm_up{namespace="d",pod="a",model_name="m"} 1\n'
-            'kvscale_vllm_ttft_seconds{namespace="d",pod="a",model_name="m",quantile="0.95"} 0.25\n'
-            'kvscale_vllm_ttft_seconds{namespace="d",pod="a",model_name="m",quantile="0.5"} 0.1\n'
-            'kvscale_vllm_up{namespace="d",pod="b",model_name="m"} 0\n')
-    lines = table(body).splitlines()
-    assert lines[1].split()[:2] == ["a", "1"] and "0.25" in lines[1]
-    assert lines[2].split()[:3] == ["b", "0", "-"]
-
-
-def test_demo_runs_end_to_end() -> None:
-    result = subprocess.run([PYTHON, "-m", "simulator.demo", "--duration", "13"], cwd=REPO, check=False,
-                            capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
-    assert result.returncode == 0, result.stderr
-    assert "queue spike on vllm-a" in result.stdout
-    last = [block for block in result.stdout.split("\n\n") if block.startswith("t=")][-1].splitlines()
-    rows = {line.split()[0]: line.split() for line in last[1:]}
-    assert rows["vllm-b"][1] == "0" and rows["vllm-a"][1] == "1"
