@@ -1,18 +1,15 @@
 """The chart's generated files: rules and dashboards as policy-following templates, the values
 schema, and the policy block of values.yaml.
 
-``outputs()`` is the table deploy/generate.py writes and checks (``--check`` fails CI on drift),
-the way kube-prometheus-stack syncs its mixins into chart templates. Run alone:
-``python -m deploy.chart_sync [--check]``.
+deploy/generate.py has one row per function here and writes or checks them (``--check`` fails CI
+on drift), the way kube-prometheus-stack syncs its mixins into chart templates.
 """
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
+import functools
 import json
-import sys
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -48,10 +45,10 @@ def _generators() -> dict[str, Generator]:
     return table
 
 
-def _policy_block() -> str:
-    """``policy:`` with every key at its default, each preceded by its documentation."""
-    lines = [_BEGIN + " (deploy/chart_sync.py; edit exporter/contract/policy.py, not this block)", "policy:"]
-    defaults = Policy()
+def _policy_block(policy: Policy) -> str:
+    """``policy:`` with every key and its value, each preceded by its documentation."""
+    lines = [_BEGIN + " (deploy/generate.py; edit exporter/contract/policy.py, not this block)", "policy:"]
+    defaults = policy
     for f in dataclasses.fields(Policy):
         doc = f"{f.metadata['doc']} ({f.metadata['unit']})"
         lines.extend(_wrap(doc, "  # "))
@@ -71,59 +68,41 @@ def _wrap(text: str, prefix: str, width: int = 100) -> list[str]:
     return [*out, prefix + line]
 
 
-def values_yaml(current: str) -> str:
+def values_yaml(current: str, policy: Policy) -> str:
     """values.yaml with its generated policy block replaced; the rest is hand-written."""
     start, end = current.find(_BEGIN), current.find(_END)
     if start < 0 or end < start:
         raise ValueError(f"values.yaml lacks the '{_BEGIN}' ... '{_END}' markers")
-    return current[:start] + _policy_block() + current[end + len(_END):]
+    return current[:start] + _policy_block(policy) + current[end + len(_END):]
 
 
-def outputs(chart: Path = CHART) -> dict[Path, str]:
-    """Every generated file of the chart (absolute path -> content)."""
+@functools.cache
+def _templates() -> dict[str, str]:
+    """Chart-relative file name -> template text (policy-independent: the values fill them in)."""
     generators = _generators()
     optional = optional_strings(list(generators.values()))
+    return {name: checked_template(generate, optional) for name, generate in generators.items()}
+
+
+def dashboards() -> dict[str, str]:
+    """files/dashboards/: one template per dashboard, by file name."""
+    prefix = DASHBOARDS_DIR + "/"
+    return {name.removeprefix(prefix): text for name, text in _templates().items() if name.startswith(prefix)}
+
+
+def rules() -> str:
+    """files/prometheusrule.json: the PrometheusRule's spec as a template."""
+    return _templates()[RULES_FILE]
+
+
+def schema() -> str:
+    """values.schema.json; policy strings the rule generators cannot do without get minLength 1."""
+    optional = optional_strings(list(_generators().values()))
     required = frozenset(f.name for f in dataclasses.fields(Policy)
                          if f.type in ("str", str) and f.name not in optional)
-    files = {chart / name: checked_template(generate, optional) for name, generate in generators.items()}
-    files[chart / "values.schema.json"] = json.dumps(values_schema(required), indent=2) + "\n"
-    values = chart / "values.yaml"
-    files[values] = values_yaml(values.read_text(encoding="utf-8"))
-    return files
+    return json.dumps(values_schema(required), indent=2) + "\n"
 
 
-def write(files: dict[Path, str]) -> list[Path]:
-    """Write the files whose content differs; returns those written."""
-    written = []
-    for path, text in sorted(files.items()):
-        if not path.exists() or path.read_text(encoding="utf-8") != text:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(text, encoding="utf-8")
-            written.append(path)
-    return written
-
-
-def drift(files: dict[Path, str], chart: Path = CHART) -> list[Path]:
-    """Generated files missing or stale, and stale dashboards nothing generates any more."""
-    stale = [p for p, text in sorted(files.items()) if not p.exists() or p.read_text(encoding="utf-8") != text]
-    extra = [p for p in sorted((chart / DASHBOARDS_DIR).glob("*.json")) if p not in files]
-    return stale + extra
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m deploy.chart_sync", description=__doc__)
-    parser.add_argument("--check", action="store_true", help="write nothing; exit 1 when a file is stale")
-    args = parser.parse_args(argv)
-    files = outputs()
-    if args.check:
-        stale = drift(files)
-        for path in stale:
-            print(f"{path}: differs from a fresh build (run python -m deploy.chart_sync)", file=sys.stderr)
-        return 1 if stale else 0
-    for path in write(files):
-        print(path)
-    return 0
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+def values(policy: Policy | None = None, chart: Path = CHART) -> str:
+    """values.yaml with the policy block regenerated (``policy``: the defaults, unless given)."""
+    return values_yaml((chart / "values.yaml").read_text(encoding="utf-8"), policy or Policy())

@@ -24,6 +24,7 @@ if str(ROOT) not in sys.path:  # run as a script: import the tree this file sits
 
 from alerts.render import build_groups, render_files  # noqa: E402
 from dashboards import build as dashboards  # noqa: E402
+from deploy import chart_sync  # noqa: E402
 from exporter.contract import docs  # noqa: E402
 from exporter.contract.policy import Policy, PolicyError, load  # noqa: E402
 
@@ -43,6 +44,12 @@ OUTPUTS: tuple[Output, ...] = (
     Output("docs/metrics.md", lambda policy: {SELF: docs.render()}),
     Output("alerts/rules", lambda policy: render_files(build_groups(policy))),
     Output("dashboards/json", dashboards.files),
+    # The Helm chart: rules and dashboards as templates the values' policy fills in, the values schema
+    # embedding the policy's, and values.yaml's policy block.
+    Output("deploy/helm/kvscale/files/prometheusrule.json", lambda policy: {SELF: chart_sync.rules()}),
+    Output("deploy/helm/kvscale/files/dashboards", lambda policy: chart_sync.dashboards()),
+    Output("deploy/helm/kvscale/values.schema.json", lambda policy: {SELF: chart_sync.schema()}),
+    Output("deploy/helm/kvscale/values.yaml", lambda policy: {SELF: chart_sync.values(policy)}),
 )
 
 
