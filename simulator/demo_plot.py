@@ -64,8 +64,9 @@ def plot(timeline: Timeline, summary: Summary, path: Path, *, slo: float, kv_tar
         ax_rep.axvline(summary.breach_at / 60, color="red", linewidth=1)
     if summary.serving_at is not None:
         ax_rep.axvline(summary.serving_at / 60, color="tab:green", linewidth=1)
-    names = sorted({a.name for a in timeline.alerts})
-    ax_rep.set_title(title + (f"\nalerts (shaded): {', '.join(names)}" if names else ""), fontsize=10)
+    names = sorted({a.name + ("" if a.fired_at is not None else " (pending only)") for a in timeline.alerts})
+    ax_rep.set_title(title + (f"\nalerts (yellow pending, red firing): {', '.join(names)}" if names else ""),
+                     fontsize=10)
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
@@ -79,9 +80,12 @@ def _marks(axes: Any, timeline: Timeline, summary: Summary) -> None:
             up = e.after > e.before
             ax.axvline(e.t / 60, color="tab:blue" if up else "tab:cyan", linewidth=0.8, linestyle="-." if up else ":",
                        alpha=0.8)
-        for a in timeline.alerts:
-            ax.axvspan(a.fired_at / 60, (a.resolved_at if a.resolved_at is not None else summary.duration) / 60,
-                       color="red", alpha=0.07)
+        for a in timeline.alerts:  # pending in yellow, firing in red
+            end = (a.resolved_at if a.resolved_at is not None else summary.duration) / 60
+            ax.axvspan(a.pending_at / 60, (a.fired_at if a.fired_at is not None else end * 60) / 60,
+                       color="gold", alpha=0.12)
+            if a.fired_at is not None:
+                ax.axvspan(a.fired_at / 60, end, color="red", alpha=0.08)
         ax.grid(alpha=0.3)
         ax.legend(loc="upper right", fontsize=7)
         ax.set_xlim(0, summary.duration / 60)

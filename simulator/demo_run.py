@@ -129,7 +129,7 @@ class Demo:
         self.procs: list[Process] = []
         self.prom_url: str | None = None
         self.sd_file = work / "exporters.json"
-        self._open_alerts: dict[tuple[str, str], float] = {}
+        self._open_alerts: dict[tuple[str, str], tuple[float, float | None]] = {}
         self._live: Live | None = None
 
     # -- the real parts ---------------------------------------------------------------------
@@ -208,9 +208,11 @@ class Demo:
             decision = hpa.reconcile(now, current, pod_states(fleet, now, pull_s), fetched)
             if decision.synced and decision.desired != current:
                 before = {r.name for r in fleet.replicas}
+                applied = clock.now()  # the adapter round trip took a little simulated time
                 fleet.scale_to(decision.desired)
                 ready_at = max((r.ready_at for r in fleet.replicas if r.name not in before), default=None)
-                self.timeline.events.append(ScalingEvent(now, current, decision.desired, decision.reason, ready_at))
+                self.timeline.events.append(ScalingEvent(applied, current, decision.desired, decision.reason,
+                                                         ready_at))
             self.state.decision = _describe(decision, fetched, current)
             self.state.replicas = len(fleet.active)
 
@@ -240,18 +242,26 @@ class Demo:
         body = await _json(session, f"{self.prom_url}/api/v1/alerts")
         if body is None:
             return
-        firing = {(a["labels"].get("alertname", "?"), a["labels"].get("pod", ""))
-                  for a in body.get("data", {}).get("alerts", []) if a.get("state") == "firing"}
-        for key in firing - self._open_alerts.keys():
-            self._open_alerts[key] = now
-        for key in self._open_alerts.keys() - firing:
-            self.timeline.alerts.append(AlertSpan(key[0], self._open_alerts.pop(key), now, key[1]))
-        self.state.firing = sorted(f"{name}{f' ({pod})' if pod else ''}" for name, pod in self._open_alerts)
+        active: dict[tuple[str, str], str] = {}
+        for a in body.get("data", {}).get("alerts", []):
+            key = (a["labels"].get("alertname", "?"), a["labels"].get("pod", ""))
+            if active.get(key) != "firing":
+                active[key] = a.get("state", "pending")
+        for key, alert_state in active.items():
+            pending_at, fired_at = self._open_alerts.get(key, (now, None))
+            if alert_state == "firing" and fired_at is None:
+                fired_at = now
+            self._open_alerts[key] = (pending_at, fired_at)
+        for key in self._open_alerts.keys() - active.keys():
+            pending_at, fired_at = self._open_alerts.pop(key)
+            self.timeline.alerts.append(AlertSpan(key[0], pending_at, fired_at, now, key[1]))
+        self.state.firing = sorted(f"{name}{f' ({pod})' if pod else ''}{'' if fired is not None else ' (pending)'}"
+                                   for (name, pod), (_, fired) in self._open_alerts.items())
 
     def close_alerts(self) -> None:
-        for (name, pod), fired in sorted(self._open_alerts.items()):
-            self.timeline.alerts.append(AlertSpan(name, fired, None, pod))
-        self.timeline.alerts.sort(key=lambda a: a.fired_at)
+        for (name, pod), (pending_at, fired_at) in sorted(self._open_alerts.items()):
+            self.timeline.alerts.append(AlertSpan(name, pending_at, fired_at, None, pod))
+        self.timeline.alerts.sort(key=lambda a: a.pending_at)
 
     def _show(self, fleet: Fleet, now: float, sample: Sample, rows: dict[str, dict[str, float]]) -> None:
         st = self.state

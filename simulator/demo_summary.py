@@ -41,8 +41,12 @@ class ScalingEvent:
 
 @dataclass(frozen=True)
 class AlertSpan:
+    """An alert from its first pending evaluation until it cleared; ``fired_at`` None: its ``for:``
+    never elapsed (the condition cleared while pending)."""
+
     name: str
-    fired_at: float
+    pending_at: float
+    fired_at: float | None = None
     resolved_at: float | None = None
     pod: str = ""
 
@@ -155,8 +159,12 @@ def report(summary: Summary, *, slo: float) -> list[str]:
     cost = "n/a" if s.cost_per_million_tokens is None else f"${s.cost_per_million_tokens:.3f}"
     lines.append(f"GPU-hours {s.gpu_hours:.2f}; {s.tokens:,} tokens; cost per 1M tokens {cost}")
     if not s.alerts:
-        lines.append("alerts: none fired")
+        lines.append("alerts: none pending or fired")
     for a in s.alerts:
-        end = "still firing" if a.resolved_at is None else f"resolved at {a.resolved_at:.0f} s"
-        lines.append(f"alert {a.name}{f' ({a.pod})' if a.pod else ''}: fired at {a.fired_at:.0f} s, {end}")
+        who = f"alert {a.name}{f' ({a.pod})' if a.pod else ''}: pending at {a.pending_at:.0f} s"
+        end = "still active at the end" if a.resolved_at is None else f"resolved at {a.resolved_at:.0f} s"
+        if a.fired_at is None:
+            lines.append(f"{who}, {end.replace('resolved', 'cleared')} before its for: elapsed (never fired)")
+        else:
+            lines.append(f"{who}, fired at {a.fired_at:.0f} s, {end}")
     return lines

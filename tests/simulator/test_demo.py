@@ -13,7 +13,7 @@ import pytest
 from exporter.contract.policy import Policy
 from simulator.demo_load import Arrivals, SpikeScenario
 from simulator.demo_stack import Clocks, pod_list, scaled_policy
-from simulator.demo_summary import Sample, ScalingEvent, Served, Timeline, per_minute_p95, report, summarize
+from simulator.demo_summary import AlertSpan, Sample, ScalingEvent, Served, Timeline, per_minute_p95, report, summarize
 from simulator.demo_view import fleet_sample, pod_rows, table
 from tests.conftest import PYTHON, REPO
 
@@ -63,6 +63,17 @@ def test_summary_breach_to_serving_and_minutes_above_slo() -> None:
     assert s.cost_per_million_tokens == pytest.approx(2.0 * 3.0 / 500 * 1e6)
     text = "\n".join(report(s, slo=0.8))
     assert "breach -> new replicas serving: 135 s" in text and "HPA scale-up 15 s later" in text
+
+
+def test_report_tells_fired_from_pending_only_alerts() -> None:
+    alerts = [AlertSpan("KvscaleTTFTOverSLO", 100, None, 280, "vllm-1"), AlertSpan("KvscaleKVCacheNearlyFull",
+                                                                                   90, 390, None, "vllm-0")]
+    s = summarize(Timeline(alerts=alerts), duration=600, spike_at=45, threshold=1.0, slo=0.8, gpu_seconds=0,
+                  price_per_gpu_hour=1)
+    lines = report(s, slo=0.8)
+    assert "alert KvscaleTTFTOverSLO (vllm-1): pending at 100 s, cleared at 280 s before its for: elapsed " \
+           "(never fired)" in lines
+    assert "alert KvscaleKVCacheNearlyFull (vllm-0): pending at 90 s, fired at 390 s, still active at the end" in lines
 
 
 def test_summary_without_a_breach() -> None:
@@ -123,7 +134,7 @@ def test_demo_end_to_end_short_mode(tmp_path: Path) -> None:
     assert summary["breach_at"] >= summary["spike_at"]
     assert summary["scale_up_at"] >= summary["breach_at"]
     assert 0 < summary["breach_to_serving_seconds"] < summary["duration"]
-    assert summary["serving_at"] - summary["scale_up_at"] == pytest.approx(30.0)  # the cold start
+    assert summary["serving_at"] - summary["scale_up_at"] == pytest.approx(30.0, abs=0.5)  # the cold start
     assert summary["tokens"] > 0 and summary["gpu_hours"] > 0 and summary["cost_per_million_tokens"] > 0
     assert summary["minutes_measured"] >= 10
     text = (tmp_path / "summary.txt").read_text()
