@@ -4,6 +4,11 @@ Pure. Handles the renames a version-tolerant scraper must (the new name wins whe
 version emits both), both ``vllm:`` and ``vllm_`` spellings, an optional ``engine``
 label (V0 had none), and ``cache_config_info`` read by label *name*: its label set
 changes with every CacheConfig change, so it is never used as an identity.
+
+A counter that vLLM splits by another label (admission rejections by ``reason``) is kept
+as one value per series, never summed here: the counter-reset rule holds per series, and
+a restart where one reason's count falls while the sum rises would be invisible in a sum.
+The four histograms read carry no label besides ``model_name``, ``engine`` and ``le``.
 """
 
 from __future__ import annotations
@@ -36,6 +41,11 @@ class ReadingError(ValueError):
 EngineKey = tuple[str, str]
 """(model_name, engine); engine is "" for V0 expositions."""
 
+Split = tuple[tuple[str, str], ...]
+"""The labels, sorted, that tell a counter's series apart within one engine (``reason``); () for none."""
+
+_IDENTITY = frozenset({"model_name", "engine"})
+
 
 @dataclass(frozen=True)
 class Histogram:
@@ -50,13 +60,16 @@ class CacheConfig:
     num_gpu_blocks_total: int | None
     """Summed over data-parallel engines by vLLM's frontend."""
     kv_cache_size_tokens: int | None
-    """Per engine, hybrid-model aware (0.33+)."""
+    """The first ready engine's capacity in tokens, group-aware (0.28+)."""
+    kv_cache_max_concurrency: float | None
+    """The first ready engine's requests of max_model_len that fit (0.28+)."""
 
 
 @dataclass
 class EngineReading:
     gauges: dict[str, float] = field(default_factory=dict)
-    counters: dict[str, float] = field(default_factory=dict)
+    counters: dict[str, dict[Split, float]] = field(default_factory=dict)
+    """Short name -> one value per series (by its split labels)."""
     histograms: dict[str, Histogram] = field(default_factory=dict)
 
 
@@ -85,9 +98,8 @@ def read(exposition: Exposition) -> PodReading:
         for labels, value in found:
             if not math.isfinite(value) or value < 0:
                 raise ReadingError(f"counter {short} has invalid value {value}")
-            # Series that differ only by another label (a reason, a source) add up.
-            counters = _engine(reading, labels).counters
-            counters[short] = counters.get(short, 0.0) + value
+            split = tuple(sorted((k, v) for k, v in labels.items() if k not in _IDENTITY))
+            _engine(reading, labels).counters.setdefault(short, {})[split] = value
     for short, names in HISTOGRAMS.items():
         _read_histogram(reading, exposition, short, names)
     _read_cache_config(reading, exposition)
@@ -158,6 +170,15 @@ def _int_label(labels: Labels, name: str) -> int | None:
     return int(number)
 
 
+def _float_label(labels: Labels, name: str) -> float | None:
+    raw = labels.get(name)
+    try:
+        number = float(raw) if raw is not None else math.nan
+    except ValueError:
+        return None
+    return number if math.isfinite(number) and number > 0 else None
+
+
 def _read_cache_config(reading: PodReading, exp: Exposition) -> None:
     for prefix in PREFIXES:
         for labels, _ in exp.samples.get(prefix + "cache_config_info", []):
@@ -165,4 +186,5 @@ def _read_cache_config(reading: PodReading, exp: Exposition) -> None:
                 block_size=_int_label(labels, "block_size"),
                 num_gpu_blocks_total=_int_label(labels, "num_gpu_blocks"),
                 kv_cache_size_tokens=_int_label(labels, "kv_cache_size_tokens"),
+                kv_cache_max_concurrency=_float_label(labels, "kv_cache_max_concurrency"),
             )

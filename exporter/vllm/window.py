@@ -1,24 +1,40 @@
 """A target's readings over the sliding window, and what is derived from their deltas.
 
 The store (``History``) holds timestamped readings; the derivations are pure
-functions of a list of observations. Every counter is handled as its own series
-(per engine, per bucket bound) with PromQL's reset rule, so a restarted vLLM never
-yields a negative rate, and a window with no new observation yields no quantile.
-A series that appears mid-window counts from its own first sample, as in PromQL.
+functions of a list of observations. Increases follow PromQL's ``increase()`` per
+series, then are summed (``sum(increase(x[w]))``, without the boundary extrapolation):
+
+- a series is one engine's counter with one set of split labels (a ``reason``), or
+  one engine's histogram bucket; the reset rule (a drop means a restart from zero)
+  holds per series, so a restart is seen even when a sum over reasons does not fall;
+- a series absent from a scrape is absent, not a reset: its next sample continues
+  from its last one, and a series that vanished still counts the increase of the
+  samples it left in the window;
+- a series counts from its own first sample in the window; one with a single sample
+  in the window adds nothing, and with no series sampled twice the increase is unknown;
+- an increase is never negative: each series' running total only grows.
 """
 
 from __future__ import annotations
 
 import math
 from collections import deque
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Hashable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TypeVar
 
 from exporter.vllm.histogram import counter_step, histogram_quantile
-from exporter.vllm.reading import EngineKey, PodReading
+from exporter.vllm.reading import EngineKey, PodReading, Split
 
-SeriesKey = tuple[EngineKey, str]
-"""(engine key, short name of a counter or histogram)."""
+CounterKey = tuple[EngineKey, str, Split]
+"""(engine key, short name of a counter, its split labels)."""
+HistogramKey = tuple[EngineKey, str]
+"""(engine key, short name of a histogram)."""
+BucketKey = tuple[HistogramKey, float]
+"""A histogram and one bucket's upper bound."""
+
+K = TypeVar("K", bound=Hashable)
+V = TypeVar("V")
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,8 +48,31 @@ class Observation:
 
     at: float
     reading: PodReading
-    counters: dict[SeriesKey, float]
-    buckets: dict[SeriesKey, dict[float, float]]
+    counters: dict[CounterKey, float]
+    buckets: dict[HistogramKey, dict[float, float]]
+    gone_counters: frozenset[CounterKey] = field(default=frozenset())
+    """Counters absent from this reading that still have samples in the window."""
+    gone_histograms: frozenset[HistogramKey] = field(default=frozenset())
+
+
+@dataclass(slots=True)
+class _Track:
+    """One series' last raw sample, its running total, and when it was last seen."""
+
+    raw: float
+    total: float
+    seen: float
+
+
+def _advance(tracks: dict[K, _Track], key: K, value: float, at: float) -> float:
+    """The series' running total after this sample (0 at its first)."""
+    track = tracks.get(key)
+    if track is None:
+        tracks[key] = _Track(value, 0.0, at)
+        return 0.0
+    track.total += counter_step(track.raw, value)
+    track.raw, track.seen = value, at
+    return track.total
 
 
 class History:
@@ -42,34 +81,31 @@ class History:
     def __init__(self, window_seconds: float) -> None:
         self.window = window_seconds
         self._items: deque[Observation] = deque()
-        self._raw_counters: dict[SeriesKey, float] = {}
-        self._raw_buckets: dict[SeriesKey, dict[float, float]] = {}
+        # Kept while the series has a sample in the window, so a gap is not a reset;
+        # forgotten once its last sample leaves it (bounded memory under churn).
+        self._counters: dict[CounterKey, _Track] = {}
+        self._buckets: dict[BucketKey, _Track] = {}
 
     def add(self, at: float, reading: PodReading) -> None:
         if self._items and at <= self._items[-1].at:
             return  # a clock that does not advance adds no information
-        last = self._items[-1] if self._items else None
-        counters: dict[SeriesKey, float] = {}
-        buckets: dict[SeriesKey, dict[float, float]] = {}
-        raw_counters: dict[SeriesKey, float] = {}
-        raw_buckets: dict[SeriesKey, dict[float, float]] = {}
+        counters: dict[CounterKey, float] = {}
+        buckets: dict[HistogramKey, dict[float, float]] = {}
         for engine_key, engine in reading.engines.items():
-            for name, value in engine.counters.items():
-                key = (engine_key, name)
-                before = last.counters.get(key, 0.0) if last else 0.0
-                counters[key] = before + counter_step(self._raw_counters.get(key), value)
-                raw_counters[key] = value
+            for name, series in engine.counters.items():
+                for split, value in series.items():
+                    key = (engine_key, name, split)
+                    counters[key] = _advance(self._counters, key, value, at)
             for name, hist in engine.histograms.items():
-                key = (engine_key, name)
-                raw_before = self._raw_buckets.get(key, {})
-                total_before = last.buckets.get(key, {}) if last else {}
-                buckets[key] = {bound: total_before.get(bound, 0.0) + counter_step(raw_before.get(bound), count)
-                                for bound, count in hist.buckets}
-                raw_buckets[key] = dict(hist.buckets)
-        # Series absent from this reading are forgotten (bounded memory under churn).
-        self._raw_counters, self._raw_buckets = raw_counters, raw_buckets
-        self._items.append(Observation(at, reading, counters, buckets))
+                hkey = (engine_key, name)
+                buckets[hkey] = {bound: _advance(self._buckets, (hkey, bound), count, at)
+                                 for bound, count in hist.buckets}
         start = at - self.window
+        _forget_before(self._counters, start)
+        _forget_before(self._buckets, start)
+        gone_counters = frozenset(k for k in self._counters if k not in counters)
+        gone_histograms = frozenset(k[0] for k in self._buckets if k[0] not in buckets)
+        self._items.append(Observation(at, reading, counters, buckets, gone_counters, gone_histograms))
         while self._items[0].at < start:
             self._items.popleft()
 
@@ -84,24 +120,39 @@ class History:
         return len(self._items)
 
 
-def _first_with(span: Sequence[Observation], key: SeriesKey, histogram: bool) -> Observation | None:
-    for obs in span[:-1]:
-        if key in (obs.buckets if histogram else obs.counters):
-            return obs
-    return None
+def _forget_before(tracks: dict[K, _Track], start: float) -> None:
+    for stale in [key for key, track in tracks.items() if track.seen < start]:
+        del tracks[stale]
+
+
+def _first_and_last(span: Sequence[Observation], key: K,
+                    values: Callable[[Observation], Mapping[K, V]]) -> tuple[V, V] | None:
+    """The series' running totals at its first and last sample in the span; None under two samples."""
+    first = next((i for i, obs in enumerate(span) if key in values(obs)), None)
+    last = next((i for i in range(len(span) - 1, -1, -1) if key in values(span[i])), None)
+    if first is None or last is None or last <= first:
+        return None
+    return values(span[first])[key], values(span[last])[key]
+
+
+def _counter_keys(last: Observation, model: str, name: str) -> list[CounterKey]:
+    return [k for group in (last.counters, last.gone_counters) for k in group if k[0][0] == model and k[1] == name]
+
+
+def _histogram_keys(last: Observation, model: str, name: str) -> list[HistogramKey]:
+    return [k for group in (last.buckets, last.gone_histograms) for k in group if k[0][0] == model and k[1] == name]
 
 
 def counter_increase(span: Sequence[Observation], model: str, name: str) -> float | None:
-    """Increase of a counter over the window, summed over the model's engines; None if unknowable."""
+    """``sum(increase(counter[window]))`` over the model's engines and splits; None if unknowable."""
     if len(span) < 2:
         return None
-    last, total, seen = span[-1], 0.0, False
-    for key, value in last.counters.items():
-        if key[0][0] != model or key[1] != name:
-            continue
-        first = _first_with(span, key, histogram=False)
-        if first is not None:
-            total += value - first.counters[key]
+    last = span[-1]
+    total, seen = 0.0, False
+    for key in _counter_keys(last, model, name):
+        pair = _first_and_last(span, key, lambda obs: obs.counters)
+        if pair is not None:
+            total += pair[1] - pair[0]
             seen = True
     return total if seen else None
 
@@ -121,13 +172,11 @@ def window_buckets(span: Sequence[Observation], model: str, name: str) -> list[t
     if len(span) < 2:
         return []
     last = span[-1]
-    for key, totals in last.buckets.items():
-        if key[0][0] != model or key[1] != name:
+    for key in _histogram_keys(last, model, name):
+        pair = _first_and_last(span, key, lambda obs: obs.buckets)
+        if pair is None:
             continue
-        first = _first_with(span, key, histogram=True)
-        if first is None:
-            continue
-        before = first.buckets[key]
+        before, totals = pair
         for bound, total in totals.items():
             summed[bound] = summed.get(bound, 0.0) + total - before.get(bound, 0.0)
     return sorted(summed.items())

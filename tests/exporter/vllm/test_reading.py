@@ -18,7 +18,10 @@ def test_dp2_fixture_gives_one_reading_per_engine() -> None:
     # The frontend's admission counter has no engine label: it reads as engine "".
     assert sorted(reading.engines) == [("tiny-llama", ""), ("tiny-llama", "0"), ("tiny-llama", "1")]
     frontend = reading.engines[("tiny-llama", "")]
-    assert frontend.counters == {"admission_rejections": 1.0} and not frontend.gauges
+    # One value per reason: the reset rule must see each series, so they are not summed here.
+    assert frontend.counters == {"admission_rejections": {(("reason", "max_num_queued_reqs"),): 1.0,
+                                                          (("reason", "max_num_queued_tokens"),): 0.0}}
+    assert not frontend.gauges
     e0, e1 = reading.engines[("tiny-llama", "0")], reading.engines[("tiny-llama", "1")]
     assert (e0.gauges["kv_usage"], e1.gauges["kv_usage"]) == (0.25, 0.75)
     assert e0.gauges["running"] + e1.gauges["running"] == 11
@@ -27,6 +30,7 @@ def test_dp2_fixture_gives_one_reading_per_engine() -> None:
     # cache_config_info is read by label name: num_gpu_blocks is the DP-summed value.
     assert reading.cache["0"].num_gpu_blocks_total == 24690
     assert reading.cache["0"].kv_cache_size_tokens == 197520
+    assert reading.cache["0"].kv_cache_max_concurrency == 48.22265625
     assert reading.models() == ["tiny-llama"]
 
 
@@ -36,9 +40,10 @@ def test_v0_exposition_without_engine_label_and_old_names() -> None:
     assert (model, engine) == ("Qwen/Qwen2.5-Coder-1.5B-Instruct", "")
     e = reading.engines[(model, engine)]
     assert e.gauges["kv_usage"] == 0.0  # from gpu_cache_usage_perc
-    assert e.counters["generation_tokens"] == 955.0
+    assert e.counters["generation_tokens"] == {(): 955.0}
     assert reading.cache[""].num_gpu_blocks_total == 81767
     assert reading.cache[""].kv_cache_size_tokens is None
+    assert reading.cache[""].kv_cache_max_concurrency is None
 
 
 V10_BOTH = """# TYPE vllm:gpu_cache_usage_perc gauge
@@ -58,7 +63,7 @@ vllm:time_per_output_token_seconds_bucket{engine="0",le="+Inf",model_name="m"} 1
 def test_new_name_wins_when_both_are_emitted_and_old_names_map() -> None:
     e = read(parse(V10_BOTH)).engines[("m", "0")]
     assert e.gauges["kv_usage"] == 0.3
-    assert e.counters["prefix_hits"] == 7.0
+    assert e.counters["prefix_hits"] == {(): 7.0}
     # Only the deprecated TPOT histogram is present: it feeds inter-token latency.
     assert e.histograms["itl"].buckets == ((0.1, 1.0), (float("inf"), 1.0))
 
@@ -95,3 +100,28 @@ def test_cache_config_fields_with_unexpected_spelling_drop_only_that_field() -> 
     text = 'vllm:cache_config_info{block_size="sixteen",engine="0",num_gpu_blocks="100",new_field="x"} 1\n'
     cache = read(parse(text)).cache["0"]
     assert (cache.block_size, cache.num_gpu_blocks_total, cache.kv_cache_size_tokens) == (None, 100, None)
+
+
+@pytest.mark.parametrize(("name", "blocks", "tokens", "concurrency"), [
+    # Rendered by vLLM 0.33.0's own handshake: num_gpu_blocks is 12345 + 11800 (summed over
+    # engines), the tokens and concurrency are the first ready engine's (12345 blocks).
+    ("v0.33.0-dp2-unequal-blocks.prom", 24145, 12345 * 16, 12345 / 256),
+    # max_model_len 4001: ceil(4001/16) = 251 blocks per request, 12345 * 4001 // 251 tokens.
+    ("v0.33.0-single-engine-len-4001.prom", 12345, 12345 * 4001 // 251, 12345 / 251),
+    # Full attention + 512-token sliding window: 256 + 161 blocks per request of 4096 tokens.
+    ("v0.33.0-hybrid-swa.prom", 24690, int(24690 / 417 * 4096), 24690 / 417),
+])
+def test_cache_config_of_genuine_renders(name: str, blocks: int, tokens: int, concurrency: float) -> None:
+    reading = read(parse(fixture(name)))
+    for cache in reading.cache.values():
+        assert (cache.block_size, cache.num_gpu_blocks_total, cache.kv_cache_size_tokens) == (16, blocks, tokens)
+        assert cache.kv_cache_max_concurrency == pytest.approx(concurrency, rel=1e-15)
+
+
+def test_a_restart_shows_in_one_reason_of_the_admission_counter() -> None:
+    by_step = [read(parse(fixture(f"v0.33.0-admission-{step}.prom"))).engines[("tiny-llama", "")]
+               for step in ("t0", "t1", "t2-restarted")]
+    reqs, tokens = (("reason", "max_num_queued_reqs"),), (("reason", "max_num_queued_tokens"),)
+    series = [e.counters["admission_rejections"] for e in by_step]
+    assert [s[reqs] for s in series] == [4.0, 6.0, 1.0]
+    assert [s[tokens] for s in series] == [0.0, 0.0, 7.0]

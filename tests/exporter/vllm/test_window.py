@@ -7,7 +7,7 @@ import math
 import pytest
 
 from exporter.vllm.reading import EngineReading, Histogram, PodReading
-from exporter.vllm.window import History, counter_rate, window_buckets, window_quantiles
+from exporter.vllm.window import History, counter_increase, counter_rate, window_buckets, window_quantiles
 
 INF = math.inf
 
@@ -17,7 +17,7 @@ def reading(engines: dict[str, tuple[float, list[tuple[float, float]]]], model: 
     out = PodReading()
     for engine, (tokens, buckets) in engines.items():
         out.engines[(model, engine)] = EngineReading(
-            counters={"prompt_tokens": tokens}, histograms={"ttft": Histogram(tuple(buckets))})
+            counters={"prompt_tokens": {(): tokens}}, histograms={"ttft": Histogram(tuple(buckets))})
     return out
 
 
@@ -86,3 +86,65 @@ def test_an_engine_that_appears_mid_window_counts_from_its_own_first_sample() ->
     three = reading({"0": (30, [(INF, 0)]), "1": (1010, [(INF, 0)])})
     span = history((0, one), (10, two), (20, three)).span()
     assert counter_rate(span, "m", "prompt_tokens") == pytest.approx((20 + 10) / 20)
+
+
+A, B = (("reason", "max_num_queued_reqs"),), (("reason", "max_num_queued_tokens"),)
+
+
+def rejections(**by_reason: float) -> PodReading:
+    """The frontend's admission counter (no engine label), one series per reason given."""
+    split = {"a": A, "b": B}
+    out = PodReading()
+    out.engines[("m", "")] = EngineReading(
+        counters={"admission_rejections": {split[r]: v for r, v in by_reason.items()}})
+    return out
+
+
+@pytest.mark.parametrize(("scrapes", "want"), [
+    # Restart between the 2nd and 3rd scrape: A falls 6 -> 1 while the sum rises 6 -> 8.
+    # Per series: A 2 + 1, B 7 = 10 (the sum alone would say 8 - 4 = 4).
+    ([{"a": 4, "b": 0}, {"a": 6, "b": 0}, {"a": 1, "b": 7}], 10),
+    ([{"a": 1, "b": 0}, {"a": 3, "b": 1}, {"a": 5, "b": 2}], 6),
+    # Both restart: each new value is its own increase.
+    ([{"a": 10, "b": 10}, {"a": 2, "b": 3}], 5),
+    # A absent from one scrape is absent, not a reset: 5 -> 9 is 4.
+    ([{"a": 5, "b": 0}, {"b": 1}, {"a": 9, "b": 2}], 4 + 2),
+    # ... and a drop across the gap is a restart: 3 counted from zero.
+    ([{"a": 5, "b": 0}, {"b": 0}, {"a": 3, "b": 0}], 3),
+    # A series appearing mid-window counts from its own first sample.
+    ([{"b": 0}, {"a": 4, "b": 0}, {"a": 6, "b": 0}], 2),
+    # A series that vanished still counts what it did in the window (PromQL's range).
+    ([{"a": 2, "b": 0}, {"a": 5, "b": 0}, {"b": 1}], 3 + 1),
+    # No series sampled twice in the window: unknowable, not 0.
+    ([{"a": 1}, {"b": 2}], None),
+])
+def test_split_counters_get_the_reset_rule_per_series_then_sum(scrapes: list[dict[str, float]],
+                                                               want: float | None) -> None:
+    span = history(*((10.0 * i, rejections(**s)) for i, s in enumerate(scrapes))).span()
+    assert counter_increase(span, "m", "admission_rejections") == want
+    rate = counter_rate(span, "m", "admission_rejections")
+    assert rate == (None if want is None else pytest.approx(want / (10.0 * (len(scrapes) - 1))))
+
+
+@pytest.mark.parametrize(("scrapes", "want"), [
+    # Window 60 s, scrapes at 0..80: at 80 the window holds 20..80. A's samples there are
+    # 8 (20 s) and 9 (40 s; absent at 30 s): increase 1, never negative.
+    ([{"a": 5}, {"a": 6}, {"a": 8}, {}, {"a": 9}, {"a": 9}, {}, {}, {"a": 9}], 1),
+    # A gone for longer than the window is forgotten: it counts from its return.
+    ([{"a": 5}, {}, {}, {}, {}, {}, {}, {"a": 2}, {"a": 3}], 1),
+])
+def test_gaps_never_make_an_increase_negative(scrapes: list[dict[str, float]], want: float) -> None:
+    h = History(60)
+    for i, s in enumerate(scrapes):
+        h.add(10.0 * i, rejections(**s))
+        got = counter_increase(h.span(), "m", "admission_rejections")
+        assert got is None or got >= 0
+    assert counter_increase(h.span(), "m", "admission_rejections") == want
+
+
+def test_an_engine_that_vanished_still_counts_its_observations_in_the_window() -> None:
+    both = reading({"0": (0, [(0.1, 0), (INF, 0)]), "1": (0, [(0.1, 0), (INF, 0)])})
+    later = reading({"0": (0, [(0.1, 1), (INF, 1)]), "1": (0, [(0.1, 0), (INF, 3)])})
+    gone = reading({"0": (0, [(0.1, 2), (INF, 2)])})
+    span = history((0, both), (10, later), (20, gone)).span()
+    assert window_buckets(span, "m", "ttft") == [(0.1, 2), (INF, 5)]
