@@ -15,14 +15,20 @@ import re
 
 from adapter.provider import DEFAULT_QUANTILE, MetricInfo, effective_selector
 from adapter.selectors import Requirement, Selector
+from exporter.contract import catalog
+from exporter.contract.vllm_names import HISTOGRAMS
 
-# vLLM histogram behind each quantile family (PromQL name regex accepting ':' or '_').
-_HISTOGRAMS = {
-    "kvscale_vllm_ttft_seconds": "vllm[:_]time_to_first_token_seconds_bucket",
-    "kvscale_vllm_inter_token_latency_seconds": "vllm[:_]inter_token_latency_seconds_bucket",
-    "kvscale_vllm_e2e_latency_seconds": "vllm[:_]e2e_request_latency_seconds_bucket",
-    "kvscale_vllm_queue_time_seconds": "vllm[:_]request_queue_time_seconds_bucket",
-}
+
+def histogram_regex(metric: str) -> str | None:
+    """PromQL ``__name__`` regex of the vLLM histogram buckets a quantile family is read from.
+
+    The newest name in the table, with ``vllm:`` or ``vllm_`` (Prometheus may have stored
+    either); older aliases are left out because a version emitting both would double count.
+    """
+    names = [HISTOGRAMS[short][0] for short in catalog.family(metric).source if short in HISTOGRAMS]
+    if len(names) != 1:
+        return None
+    return f"vllm[:_]{re.escape(names[0])}_bucket"
 
 
 def _string(value: str) -> str:
@@ -80,12 +86,13 @@ def query_for(info: MetricInfo, namespace: str, selector: Selector, *, max_age: 
     age = f"{max_age:g}"
     expr = f"({series} and (time() - timestamp({series})) <= {age})"
     quantile = _quantile(selector) if info.quantiled else None
-    if quantile is not None and info.name in _HISTOGRAMS:
+    histogram = histogram_regex(info.name) if quantile is not None else None
+    if quantile is not None and histogram is not None:
         rest = Selector(tuple(r for r in selector.requirements if r.key != "quantile"))
         bucket_sel = matchers(namespace, rest)
         if bucket_sel is not None:
             window = f"{info.window_seconds or 60}s"
-            buckets = f'{{__name__=~"{_HISTOGRAMS[info.name]}",{bucket_sel}}}'
+            buckets = f'{{__name__=~"{histogram}",{bucket_sel}}}'
             fallback = (f"histogram_quantile({float(quantile):g}, sum by (namespace, pod, le) "
                         f"(rate({buckets}[{window}])))")
             expr = f"({expr} or on(namespace, pod) {fallback})"

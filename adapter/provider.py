@@ -34,11 +34,14 @@ class SourceUnavailableError(ProviderError):
 
 @dataclass(frozen=True)
 class MetricInfo:
-    """A metric the adapter serves: the catalog name and whether it is windowed."""
+    """A metric the adapter serves, with what the catalog declares about it."""
 
     name: str
     window_seconds: int | None
+    """The exporter's sliding window for windowed families, else None."""
     quantiled: bool
+    aggregation: catalog.Aggregation
+    """How an Object metric adds up its pods' values."""
 
 
 @dataclass(frozen=True)
@@ -85,20 +88,12 @@ class MetricsProvider(Protocol):
         ...
 
 
-# Windowed families (quantiles, rates) carry the exporter's sliding window; gauges have none.
-_WINDOWED_UNITS = frozenset({"tokens per second", "events per second"})
-_RATIO_WINDOWED = frozenset({"kvscale_vllm_prefix_cache_hit_ratio", "kvscale_vllm_cost_per_million_tokens_dollars"})
-
-
 def served_metrics(window_seconds: int) -> tuple[MetricInfo, ...]:
-    """The per-pod vLLM families of the catalog, which are what the HPA can scale on."""
+    """The catalog's autoscaling families, each as the catalog declares it."""
     out = []
-    for fam in catalog.of_subsystem("vllm"):
-        if fam.name == "kvscale_vllm_up":
-            continue
-        quantiled = "quantile" in fam.labels
-        windowed = quantiled or fam.unit in _WINDOWED_UNITS or fam.name in _RATIO_WINDOWED
-        out.append(MetricInfo(fam.name, window_seconds if windowed else None, quantiled))
+    for fam in catalog.autoscaling():
+        assert fam.aggregation is not None  # the catalog refuses an autoscaling family without one
+        out.append(MetricInfo(fam.name, window_seconds if fam.windowed else None, fam.quantiled, fam.aggregation))
     return tuple(out)
 
 

@@ -36,18 +36,11 @@ class BadRequestError(RequestError):
     reason = "BadRequest"
 
 
-# Object metrics aggregate their pods: counts and rates add up; ratios, latencies and cost do not.
-_SUM = frozenset({"kvscale_vllm_requests_running", "kvscale_vllm_requests_waiting",
-                  "kvscale_vllm_kv_cache_capacity_tokens", "kvscale_vllm_prompt_tokens_per_second",
-                  "kvscale_vllm_generation_tokens_per_second", "kvscale_vllm_preemptions_per_second"})
-_MAX = frozenset({"kvscale_vllm_saturation_ratio"})
-
-
-def aggregate(metric: str, quantiled: bool, values: Sequence[float]) -> float:
-    """Sum for counts and rates, max for latency quantiles and saturation (the worst pod governs), else mean."""
-    if metric in _SUM:
+def aggregate(info: MetricInfo, values: Sequence[float]) -> float:
+    """An Object metric's value from its pods' values, as the catalog declares for the family."""
+    if info.aggregation == "sum":
         return math.fsum(values)
-    if quantiled or metric in _MAX:
+    if info.aggregation == "max":
         return max(values)
     return math.fsum(values) / len(values)
 
@@ -104,7 +97,7 @@ class MetricsService:
         if not values:
             raise NotFoundError(
                 f"the server could not find the metric {query.name} for {target.resource} {target.name}")
-        total = aggregate(info.name, info.quantiled, [v.value for v in values])
+        total = aggregate(info, [v.value for v in values])
         oldest = min(v.timestamp for v in values)
         return [Item(ref, query.name, query.selector, oldest, info.window_seconds, _quantity(total, query.name))]
 

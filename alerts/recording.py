@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from alerts.model import Group, Recording
 from alerts.promql import duration, kvscale, matchers, number, vllm
+from exporter.contract import catalog
 from exporter.contract.catalog import QUANTILES
-from exporter.contract.vllm_names import COUNTERS, HISTOGRAMS
 from exporter.contract.policy import Policy
+from exporter.contract.vllm_names import COUNTERS, HISTOGRAMS
 
 # vLLM's admission counter as the exporter reads it; the recording rule keeps vLLM's per-reason
 # breakdown for Prometheus-mode users (the alert reads the exporter's all-reasons rate).
@@ -19,11 +20,12 @@ ADMISSION_REJECTIONS = COUNTERS["admission_rejections"][0]
 _MODEL = "namespace, model_name"
 _POD = "namespace, pod, model_name"
 
-# Families summed / averaged per model and over the fleet (the fleet overview reads them).
-_SUMMED = ("kvscale_vllm_requests_waiting", "kvscale_vllm_requests_running",
-           "kvscale_vllm_prompt_tokens_per_second", "kvscale_vllm_generation_tokens_per_second",
-           "kvscale_vllm_up")
-_AVERAGED = ("kvscale_vllm_kv_cache_usage_ratio", "kvscale_vllm_saturation_ratio")
+# Per-model and fleet aggregates follow the catalog's aggregation: counts and rates are summed;
+# per-pod ratios and saturation get the average and the worst pod; quantiles the worst pod.
+_VLLM = catalog.of_subsystem("vllm")
+_SUMMED = tuple(f.name for f in _VLLM if f.aggregation == "sum")
+_AVERAGED = tuple(f.name for f in _VLLM if f.aggregation in ("mean", "max") and not f.quantiled)
+_WORST_QUANTILE = tuple(f.name for f in _VLLM if f.quantiled)
 
 
 def _base(name: str) -> str:
@@ -42,8 +44,9 @@ def aggregates(config: Policy) -> Group:
         rules.append(Recording(f"namespace_model:{name}:avg", f"avg by ({_MODEL}) ({kvscale(name, exp)})"))
         rules.append(Recording(f"namespace_model:{name}:max", f"max by ({_MODEL}) ({kvscale(name, exp)})"))
     # Worst pod's quantile: per-pod quantiles cannot be merged exactly; the histogram rules can.
-    rules.append(Recording("namespace_model_quantile:kvscale_vllm_ttft_seconds:max",
-                           f"max by ({_MODEL}, quantile) ({kvscale('kvscale_vllm_ttft_seconds', exp)})"))
+    for name in _WORST_QUANTILE:
+        rules.append(Recording(f"namespace_model_quantile:{name}:max",
+                               f"max by ({_MODEL}, quantile) ({kvscale(name, exp)})"))
     # Token-weighted cost: cost_i * tokens_i is each pod's spend rate, so the ratio is the model's cost.
     cost = kvscale("kvscale_vllm_cost_per_million_tokens_dollars", exp)
     tokens = (f"({kvscale('kvscale_vllm_prompt_tokens_per_second', exp)}"

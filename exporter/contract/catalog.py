@@ -1,9 +1,23 @@
-"""The metric catalog: every family kvscale emits, in one place.
+"""The metric catalog: every family kvscale emits, and what it means to the other parts.
 
 The exporter emits from it; the adapter, dashboards, alerts and the generated
-``docs/metrics.md`` read it. Base units, ratios 0-1. Changing a family here is
-changing the contract between the parts, so ``docs/metrics.md`` is regenerated
-and checked by a test.
+``docs/metrics.md`` read it, and no other list of families exists (a test scans the
+packages for one). Base units, ratios 0-1. Beside name, type, unit and labels, each
+family declares:
+
+- ``aggregation``: how it adds up over the pods of a workload (an Object metric such as
+  ``deployments.apps/NAME``): ``sum`` for counts and rates, ``max`` where the worst pod
+  governs (latency quantiles, saturation), ``mean`` for per-pod ratios; None when the
+  family is not served per workload;
+- ``windowed``: computed over the exporter's sliding window (the adapter then serves
+  ``windowSeconds``); instantaneous gauges are not;
+- ``autoscaling``: servable to the HPA and KEDA through the adapter;
+- ``source``: the vLLM series it is read from, as short names of
+  :mod:`exporter.contract.vllm_names` (NVML readings for GPU families).
+
+Invariants (checked at import): an autoscaling family declares its aggregation; a family
+with a ``quantile`` label is windowed and aggregates by ``max``; a vLLM source names a
+series the name table knows.
 """
 
 from __future__ import annotations
@@ -11,8 +25,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from exporter.contract.vllm_names import COUNTERS, GAUGES, HISTOGRAMS
+
 FamilyType = Literal["gauge", "counter", "info"]
 Subsystem = Literal["gpu", "vllm", "exporter"]
+Aggregation = Literal["sum", "max", "mean"]
+
+CACHE_CONFIG = "cache_config_info"
+"""vLLM's cache configuration info series (block size, GPU blocks): a source, not a name-table entry."""
+VLLM_SOURCES = frozenset({*GAUGES, *COUNTERS, *HISTOGRAMS, CACHE_CONFIG})
 
 GPU_LABELS: tuple[str, ...] = ("node", "gpu", "uuid", "gpu_model", "namespace", "pod", "container")
 VLLM_LABELS: tuple[str, ...] = ("namespace", "pod", "model_name")
@@ -29,73 +50,118 @@ class Family:
     help: str
     labels: tuple[str, ...]
     subsystem: Subsystem
+    aggregation: Aggregation | None
+    windowed: bool
+    autoscaling: bool
+    source: tuple[str, ...]
+
+    def __post_init__(self) -> None:
+        if self.autoscaling and self.aggregation is None:
+            raise ValueError(f"{self.name}: an autoscaling family must declare how it aggregates over pods")
+        if self.quantiled and not (self.windowed and self.aggregation in ("max", None)):
+            raise ValueError(f"{self.name}: a quantile family is windowed, and its pods do not add up (max)")
+        if self.subsystem == "vllm":
+            unknown = set(self.source) - VLLM_SOURCES
+            if unknown:
+                raise ValueError(f"{self.name}: source names no vLLM series: {sorted(unknown)}")
+
+    @property
+    def quantiled(self) -> bool:
+        return "quantile" in self.labels
 
 
-def _gpu(name: str, type_: FamilyType, unit: str, help_: str, extra: tuple[str, ...] = ()) -> Family:
-    return Family(name, type_, unit, help_, GPU_LABELS + extra, "gpu")
+def _gpu(name: str, type_: FamilyType, unit: str, help_: str, *, source: str,
+         extra: tuple[str, ...] = ()) -> Family:
+    return Family(name, type_, unit, help_, GPU_LABELS + extra, "gpu", aggregation=None, windowed=False,
+                  autoscaling=False, source=(source,))
 
 
-def _vllm(name: str, unit: str, help_: str, extra: tuple[str, ...] = ()) -> Family:
-    return Family(name, "gauge", unit, help_, VLLM_LABELS + extra, "vllm")
+def _vllm(name: str, unit: str, help_: str, *, aggregation: Aggregation | None, windowed: bool,
+          source: tuple[str, ...], autoscaling: bool = True, extra: tuple[str, ...] = ()) -> Family:
+    return Family(name, "gauge", unit, help_, VLLM_LABELS + extra, "vllm", aggregation=aggregation,
+                  windowed=windowed, autoscaling=autoscaling, source=source)
 
 
 def _exporter(name: str, type_: FamilyType, unit: str, help_: str, labels: tuple[str, ...]) -> Family:
-    return Family(name, type_, unit, help_, labels, "exporter")
+    return Family(name, type_, unit, help_, labels, "exporter", aggregation=None, windowed=False,
+                  autoscaling=False, source=())
 
 
 _Q = ("quantile",)
 
 FAMILIES: tuple[Family, ...] = (
     # GPU: read from NVML, attributed to pods through the kubelet pod-resources API.
-    _gpu("kvscale_gpu_up", "gauge", "", "1 if NVML answered for this GPU in the last collection, 0 if it raised."),
+    _gpu("kvscale_gpu_up", "gauge", "", "1 if NVML answered for this GPU in the last collection, 0 if it raised.",
+         source="nvmlDeviceGetHandleByIndex"),
     _gpu("kvscale_gpu_utilization_ratio", "gauge", "ratio",
          "Fraction of the sample period a kernel ran (NVML duty cycle). "
-         "A weak scaling signal: near 1 at any batch size."),
-    _gpu("kvscale_gpu_memory_used_bytes", "gauge", "bytes", "GPU framebuffer memory in use."),
-    _gpu("kvscale_gpu_memory_total_bytes", "gauge", "bytes", "GPU framebuffer memory installed."),
-    _gpu("kvscale_gpu_power_watts", "gauge", "watts", "GPU board power draw."),
-    _gpu("kvscale_gpu_temperature_celsius", "gauge", "celsius", "GPU core temperature."),
-    _gpu("kvscale_gpu_sm_clock_hertz", "gauge", "hertz", "Current SM clock."),
+         "A weak scaling signal: near 1 at any batch size.", source="nvmlDeviceGetUtilizationRates"),
+    _gpu("kvscale_gpu_memory_used_bytes", "gauge", "bytes", "GPU framebuffer memory in use.",
+         source="nvmlDeviceGetMemoryInfo"),
+    _gpu("kvscale_gpu_memory_total_bytes", "gauge", "bytes", "GPU framebuffer memory installed.",
+         source="nvmlDeviceGetMemoryInfo"),
+    _gpu("kvscale_gpu_power_watts", "gauge", "watts", "GPU board power draw.", source="nvmlDeviceGetPowerUsage"),
+    _gpu("kvscale_gpu_temperature_celsius", "gauge", "celsius", "GPU core temperature.",
+         source="nvmlDeviceGetTemperature"),
+    _gpu("kvscale_gpu_sm_clock_hertz", "gauge", "hertz", "Current SM clock.", source="nvmlDeviceGetClockInfo"),
     _gpu("kvscale_gpu_xid_errors_total", "counter", "",
-         "XID error events seen since the exporter started, by XID code.", ("xid",)),
+         "XID error events seen since the exporter started, by XID code.", source="nvmlEventSetWait",
+         extra=("xid",)),
     # vLLM: one series per pod, data-parallel engines folded.
-    _vllm("kvscale_vllm_up", "", "1 if the pod's vLLM /metrics was scraped and read in the last collection, else 0."),
-    _vllm("kvscale_vllm_requests_running", "requests", "Requests in the running batch, summed over engines."),
+    # up is how many pods serve (sum); the adapter does not serve it: a down pod is left out instead.
+    _vllm("kvscale_vllm_up", "", "1 if the pod's vLLM /metrics was scraped and read in the last collection, else 0.",
+          aggregation="sum", windowed=False, autoscaling=False, source=()),
+    _vllm("kvscale_vllm_requests_running", "requests", "Requests in the running batch, summed over engines.",
+          aggregation="sum", windowed=False, source=("running",)),
     _vllm("kvscale_vllm_requests_waiting", "requests",
-          "Requests waiting to be scheduled (deferred ones included), summed over engines."),
+          "Requests waiting to be scheduled (deferred ones included), summed over engines.",
+          aggregation="sum", windowed=False, source=("waiting",)),
     _vllm("kvscale_vllm_kv_cache_usage_ratio", "ratio",
           "Fraction of GPU KV-cache blocks held by requests, block-weighted over engines. "
-          "Evictable prefix-cache blocks count as free."),
-    _vllm("kvscale_vllm_kv_cache_capacity_tokens", "tokens", "Tokens the GPU KV cache holds, summed over engines."),
+          "Evictable prefix-cache blocks count as free.", aggregation="mean", windowed=False, source=("kv_usage",)),
+    _vllm("kvscale_vllm_kv_cache_capacity_tokens", "tokens", "Tokens the GPU KV cache holds, summed over engines.",
+          aggregation="sum", windowed=False, source=(CACHE_CONFIG,)),
     _vllm("kvscale_vllm_kv_cache_fragmentation_ratio", "ratio",
           "ESTIMATE of KV slots allocated but unfilled (each running request's half-empty last block) "
-          "over slots in use. Absent for hybrid models."),
+          "over slots in use. Absent for hybrid models.", aggregation="mean", windowed=False,
+          source=("running", "kv_usage", CACHE_CONFIG)),
     _vllm("kvscale_vllm_ttft_seconds", "seconds",
           "Time to first token over the sliding window, from vLLM's histogram, interpolated as "
-          "PromQL histogram_quantile. Absent when no request finished prefill in the window.", _Q),
+          "PromQL histogram_quantile. Absent when no request finished prefill in the window.",
+          aggregation="max", windowed=True, source=("ttft",), extra=_Q),
     _vllm("kvscale_vllm_inter_token_latency_seconds", "seconds",
-          "Gap between output events of a request over the sliding window (quantile).", _Q),
+          "Gap between output events of a request over the sliding window (quantile).",
+          aggregation="max", windowed=True, source=("itl",), extra=_Q),
     _vllm("kvscale_vllm_e2e_latency_seconds", "seconds",
-          "End-to-end request latency over the sliding window (quantile).", _Q),
+          "End-to-end request latency over the sliding window (quantile).",
+          aggregation="max", windowed=True, source=("e2e",), extra=_Q),
     _vllm("kvscale_vllm_queue_time_seconds", "seconds",
-          "Time requests spent queued before first scheduled, over the sliding window (quantile).", _Q),
+          "Time requests spent queued before first scheduled, over the sliding window (quantile).",
+          aggregation="max", windowed=True, source=("queue",), extra=_Q),
     _vllm("kvscale_vllm_prompt_tokens_per_second", "tokens per second",
-          "Prompt tokens processed per second over the sliding window."),
+          "Prompt tokens processed per second over the sliding window.",
+          aggregation="sum", windowed=True, source=("prompt_tokens",)),
     _vllm("kvscale_vllm_generation_tokens_per_second", "tokens per second",
-          "Output tokens generated per second over the sliding window."),
+          "Output tokens generated per second over the sliding window.",
+          aggregation="sum", windowed=True, source=("generation_tokens",)),
     _vllm("kvscale_vllm_preemptions_per_second", "events per second",
-          "Preemptions per second over the sliding window."),
+          "Preemptions per second over the sliding window.",
+          aggregation="sum", windowed=True, source=("preemptions",)),
     _vllm("kvscale_vllm_admission_rejections_per_second", "requests per second",
           "Requests refused by vLLM's frontend queue limits per second over the sliding window, all reasons. "
-          "Absent on vLLM versions without admission limits."),
+          "Absent on vLLM versions without admission limits.",
+          aggregation="sum", windowed=True, source=("admission_rejections",)),
     _vllm("kvscale_vllm_prefix_cache_hit_ratio", "ratio",
-          "Prefix-cache hit tokens over queried tokens in the sliding window. Absent with no queries."),
+          "Prefix-cache hit tokens over queried tokens in the sliding window. Absent with no queries.",
+          aggregation="mean", windowed=True, source=("prefix_hits", "prefix_queries")),
     _vllm("kvscale_vllm_cost_per_million_tokens_dollars", "dollars",
           "GPU price per hour x GPUs of the pod / (prompt + generation tokens per second x 3600) x 1e6. "
-          "Absent when the pod processed no tokens in the window."),
+          "Absent when the pod processed no tokens in the window.",
+          aggregation="mean", windowed=True, source=("prompt_tokens", "generation_tokens")),
     _vllm("kvscale_vllm_saturation_ratio", "ratio",
           "How full the pod is against policy, 1 = at target: max(kv_usage/kv_target, "
-          "waiting/queue_target, ttft_p95/ttft_slo) over the terms available."),
+          "waiting/queue_target, ttft_p95/ttft_slo) over the terms available.",
+          aggregation="max", windowed=False, source=("kv_usage", "waiting", "ttft")),
     # The exporter itself.
     _exporter("kvscale_exporter_collector_success", "gauge", "",
               "1 if the collector's last run succeeded, 0 if it failed (the cause is logged).", ("collector",)),
@@ -122,3 +188,8 @@ def family(name: str) -> Family:
 
 def of_subsystem(subsystem: Subsystem) -> tuple[Family, ...]:
     return tuple(f for f in FAMILIES if f.subsystem == subsystem)
+
+
+def autoscaling() -> tuple[Family, ...]:
+    """The families the adapter serves to the HPA and KEDA."""
+    return tuple(f for f in FAMILIES if f.autoscaling)

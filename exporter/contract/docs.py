@@ -9,8 +9,9 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from exporter.contract.catalog import FAMILIES, QUANTILES, Subsystem
+from exporter.contract.catalog import CACHE_CONFIG, FAMILIES, QUANTILES, Family, Subsystem
 from exporter.contract.policy import describe
+from exporter.contract.vllm_names import COUNTERS, GAUGES, HISTOGRAMS
 
 DOC_PATH = Path(__file__).resolve().parents[2] / "docs" / "metrics.md"
 
@@ -28,6 +29,33 @@ _SECTIONS: tuple[tuple[Subsystem, str, str], ...] = (
      "time-slicing."),
     ("exporter", "The exporter itself", "Health of the exporter's collectors and scrapes."),
 )
+
+_NAMES = {**GAUGES, **COUNTERS, **HISTOGRAMS, CACHE_CONFIG: (CACHE_CONFIG,)}
+
+
+def _source(fam: Family) -> str:
+    """The vLLM series (newest name; older ones it also reads) or NVML calls a family comes from."""
+    if fam.subsystem != "vllm":
+        return ", ".join(f"`{s}`" for s in fam.source) or "–"
+    parts = []
+    for short in fam.source:
+        newest, *older = _NAMES[short]
+        parts.append(f"`vllm:{newest}`" + (f" (or `{'`, `'.join(older)}`)" if older else ""))
+    return ", ".join(parts) or "the scrape"
+
+
+def _scaling_table() -> list[str]:
+    rows = ["### What the adapter serves", "",
+            "Families served to the HPA (`custom.metrics.k8s.io`) and KEDA. An Object metric "
+            "(`deployments.apps/NAME/<metric>`) aggregates the workload's pods as declared here; windowed "
+            "families carry `windowSeconds` (v1beta2) / `window` (v1beta1) = the exporter's window.", "",
+            "| metric | over a workload's pods | windowed |", "|---|---|---|"]
+    rows += [f"| `{f.name}` | {f.aggregation} | {'yes' if f.windowed else 'no'} |"
+             for f in FAMILIES if f.autoscaling]
+    return [*rows, ""]
+
+
+_SCALING = _scaling_table()
 
 _NOTES = """## How the derived values are computed
 
@@ -65,12 +93,16 @@ def render() -> str:
            "`python -m exporter.contract.docs`; "
            "do not edit by hand. Base units; ratios are 0–1.", ""]
     for subsystem, title, intro in _SECTIONS:
-        out += [f"## {title}", "", intro, "", "| metric | type | unit | labels | meaning |", "|---|---|---|---|---|"]
+        out += [f"## {title}", "", intro, "", "| metric | type | unit | labels | meaning | read from |",
+                "|---|---|---|---|---|---|"]
         for fam in FAMILIES:
             if fam.subsystem == subsystem:
                 labels = ", ".join(f"`{label}`" for label in fam.labels)
-                out.append(f"| `{fam.name}` | {fam.type} | {fam.unit or '–'} | {labels} | {fam.help} |")
+                out.append(f"| `{fam.name}` | {fam.type} | {fam.unit or '–'} | {labels} | {fam.help} | "
+                           f"{_source(fam)} |")
         out.append("")
+        if subsystem == "vllm":
+            out += _SCALING
     out.append(_NOTES)
     out += ["## Policy", "", _POLICY_INTRO, "", "| key | unit | default | why |", "|---|---|---|---|"]
     out += [f"| `{name}` | {unit} | `{default}` | {doc} |" for name, unit, default, doc in describe()]

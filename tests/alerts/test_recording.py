@@ -97,7 +97,7 @@ def test_recorded_values(promtool: str, tmp_path: Path) -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-LEVEL_METRIC_OPERATIONS = re.compile(r"^[a-z_]+:[a-z_]+:[a-z0-9_]+$")
+LEVEL_METRIC_OPERATIONS = re.compile(r"^[a-z_]+:[a-z_][a-z0-9_]*:[a-z0-9_]+$")
 
 
 def test_recording_names_are_level_metric_operations() -> None:
