@@ -65,7 +65,8 @@ def parse(body: Any, *, chat: bool, served_model: str, max_model_len: int) -> Co
         raise BadRequest(f"model {model!r} does not exist; this server serves {served_model!r}")
     prompt = _chat_tokens(body.get("messages")) if chat else _prompt_tokens(body.get("prompt"))
     key = "max_completion_tokens" if chat and "max_completion_tokens" in body else "max_tokens"
-    max_tokens = body.get(key) or DEFAULT_MAX_TOKENS
+    max_tokens = body.get(key)
+    max_tokens = DEFAULT_MAX_TOKENS if max_tokens is None else max_tokens
     if isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 1:
         raise BadRequest(f"{key} must be a positive integer")
     if prompt + max_tokens > min(max_model_len, MAX_BODY_TOKENS):

@@ -91,8 +91,8 @@ def from_mapping(name: str, data: dict[str, Any]) -> Profile:
         step = StepTime(**{k: float(v) for k, v in data["step"].items()})
         cold = ColdStart(**{k: float(v) for k, v in data["cold_start"].items()})
         texts = {k: str(data[k]) for k in ("model", "served_model_name", "gpu")}
-    except (KeyError, TypeError, ValueError) as exc:
-        raise ProfileError(f"profile {name}: bad or missing field: {exc}") from exc
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise ProfileError(f"profile {name}: bad or missing field (step, cold_start need their keys): {exc!r}") from exc
     bad = [k for k, v in values.items() if v <= 0]
     if bad or min(step.base_s, cold.total_s) <= 0 or values["gpu_memory_utilization"] > 1:
         raise ProfileError(f"profile {name}: fields must be positive (and utilization <= 1): {bad}")

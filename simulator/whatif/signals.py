@@ -30,6 +30,9 @@ KV_USAGE = "kvscale_vllm_kv_cache_usage_ratio"
 TTFT = "kvscale_vllm_ttft_seconds"
 SATURATION = "kvscale_vllm_saturation_ratio"
 GPU_UTIL = "kvscale_gpu_utilization_ratio"
+_COUNTERS = {"prompt_tokens": "prompt_tokens", "generation_tokens": "generation_tokens",
+             "preemptions": "num_preemptions", "prefix_queries": "prefix_cache_queries",
+             "prefix_hits": "prefix_cache_hits"}
 _HISTOGRAMS = {"ttft": "time_to_first_token_seconds", "itl": "inter_token_latency_seconds",
                "e2e": "e2e_request_latency_seconds", "queue": "request_queue_time_seconds"}
 
@@ -47,11 +50,13 @@ def reading(replica: Replica) -> PodReading:
         c = e.stats.counters
         out.engines[(model, str(e.index))] = EngineReading(
             gauges={"running": float(len(e.running)), "waiting": float(len(e.waiting)), "kv_usage": e.pool.usage()},
-            counters={"prompt_tokens": c["prompt_tokens"], "generation_tokens": c["generation_tokens"],
-                      "preemptions": c["num_preemptions"], "prefix_queries": c["prefix_cache_queries"],
-                      "prefix_hits": c["prefix_cache_hits"]},
+            # One unsplit series per counter (vLLM splits none of these by another label).
+            counters={short: {(): c[name]} for short, name in _COUNTERS.items()},
             histograms={short: _buckets(e.stats.histograms[name]) for short, name in _HISTOGRAMS.items()})
-        out.cache[str(e.index)] = CacheConfig(e.pool.block_size, total_blocks, e.pool.num_blocks * e.pool.block_size)
+        size = e.pool.num_blocks * e.pool.block_size
+        out.cache[str(e.index)] = CacheConfig(block_size=e.pool.block_size, num_gpu_blocks_total=total_blocks,
+                                              kv_cache_size_tokens=size,
+                                              kv_cache_max_concurrency=size / e.profile.max_model_len)
     return out
 
 
