@@ -40,7 +40,8 @@ async def serve_app(app: web.Application) -> AsyncIterator[str]:
 async def vllm_target(fixture: Path = SINGLE, *, growth: float = 0.1,
                       clock: Callable[[], float] | None = None) -> AsyncIterator[tuple[str, TargetState]]:
     """A simulated vLLM engine; yields (its /metrics URL, its state for fault injection)."""
-    state = TargetState(load_template(fixture.read_text()), growth, **({"clock": clock} if clock else {}))
+    template = load_template(fixture.read_text())
+    state = TargetState(template, growth, clock=clock) if clock else TargetState(template, growth)
     async with serve_app(make_app(state)) as url:
         yield f"{url}/metrics", state
 

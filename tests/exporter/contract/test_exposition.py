@@ -81,7 +81,7 @@ def test_selection_skips_other_lines_unparsed() -> None:
 def test_agrees_with_prometheus_client_on_real_expositions(fixture: str) -> None:
     text = (VLLM_FIXTURES / fixture).read_text()
     ours = parse(text)
-    theirs = {}
+    theirs: dict[str, list[tuple[dict[str, str], float]]] = {}
     for family in text_string_to_metric_families(text):
         for s in family.samples:
             theirs.setdefault(s.name, []).append((s.labels, s.value))

@@ -45,7 +45,7 @@ async def main(options: dict[str, Any]) -> None:
                   "series": [[s.family, dict(s.labels), s.value] for s in run.series],
                   "pod_gpus": [[ns, pod, share] for (ns, pod), share in ctx.pod_gpus.items()]})
         elif command == "close":
-            await collector.close()  # type: ignore[attr-defined]
+            await collector.close()
             emit({"closed": True})
             return
 

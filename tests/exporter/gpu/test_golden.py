@@ -45,7 +45,7 @@ async def gpu_exposition(fake_libs: FakeLibs, kubelet: FakeKubelet, control: Pat
         ctx = CycleContext(now=time.monotonic())
         run = await run_collector(collector, ctx, timeout=30)
     finally:
-        await collector.close()  # type: ignore[attr-defined]
+        await collector.close()
     assert ctx.pod_gpus == {("llm", "vllm-70b-0"): 4.0, ("llm", "vllm-8b-0"): 1.0,
                             ("llm", "small-a"): 0.5, ("llm", "small-b"): 0.5}
     snapshot = SnapshotCollector()
