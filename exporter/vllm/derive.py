@@ -2,6 +2,8 @@
 
 Formulas are DESIGN.md's. Each function returns None where the value is unknowable
 from what vLLM exported; the caller then omits the series rather than invent one.
+Whether a model's KV blocks track its tokens (so that fragmentation can be estimated) is
+decided from ``cache_config_info`` by the rule in :mod:`exporter.vllm.kv_geometry`.
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from exporter.vllm.kv_geometry import geometry
 from exporter.vllm.reading import PodReading
 
 
@@ -21,7 +24,10 @@ class EngineState:
     kv_usage: float | None
     gpu_blocks: float | None
     block_size: int | None
-    size_tokens: int | None
+    capacity_tokens: float | None
+    """This engine's share of the pod's KV capacity."""
+    tracks_tokens: bool | None
+    """One full-attention KV cache group (blocks proportional to tokens); None: cannot tell."""
 
 
 @dataclass(frozen=True)
@@ -35,18 +41,20 @@ class PodGauges:
 
 def engine_states(reading: PodReading, model: str) -> list[EngineState]:
     """Per-engine gauges joined with the cache config of the same engine label."""
-    # vLLM's frontend sums num_gpu_blocks over DP engines: divide by the engines reporting it.
+    # Every engine's row carries the frontend's values (blocks summed over the DP engines),
+    # so the number of rows is the DP size.
     n_configs = max(1, len(reading.cache))
     states = []
     for (m, engine), e in sorted(reading.engines.items()):
         if m != model or not e.gauges:
             continue  # frontend-only series (no engine label, counters only) are not an engine
         cache = reading.cache.get(engine) or (next(iter(reading.cache.values())) if len(reading.cache) == 1 else None)
-        blocks = cache.num_gpu_blocks_total / n_configs if cache and cache.num_gpu_blocks_total else None
+        geo = geometry(cache, n_configs) if cache else None
         states.append(EngineState(
             running=e.gauges.get("running"), waiting=e.gauges.get("waiting"), kv_usage=e.gauges.get("kv_usage"),
-            gpu_blocks=blocks, block_size=cache.block_size if cache else None,
-            size_tokens=cache.kv_cache_size_tokens if cache else None))
+            gpu_blocks=geo.engine_blocks if geo else None, block_size=geo.block_size if geo else None,
+            capacity_tokens=geo.capacity_tokens / n_configs if geo and geo.capacity_tokens else None,
+            tracks_tokens=geo.tracks_tokens if geo else None))
     return states
 
 
@@ -77,10 +85,8 @@ def _block_weighted_usage(states: list[EngineState]) -> float | None:
 
 
 def _capacity(states: list[EngineState]) -> float | None:
-    if states and all(s.size_tokens for s in states):
-        return float(sum(s.size_tokens or 0 for s in states))
-    if states and all(s.gpu_blocks and s.block_size for s in states):
-        return float(sum((s.gpu_blocks or 0.0) * (s.block_size or 0) for s in states))
+    if states and all(s.capacity_tokens for s in states):
+        return float(sum(s.capacity_tokens or 0.0 for s in states))
     return None
 
 
@@ -88,14 +94,15 @@ def fragmentation(states: list[EngineState]) -> float | None:
     """ESTIMATE of allocated-but-unfilled KV slots over used slots, per DESIGN.md.
 
     Per engine the expected tail waste is R*(B-1)/2 tokens (each running request's last
-    block half full on average) against u*(N-1)*B used slots. None for hybrid models
-    (KV size in tokens != N*B: blocks are not proportional to tokens) and when nothing is used.
+    block half full on average) against u*(N-1)*B used slots. None unless the KV cache is
+    one full-attention group (a hybrid model's blocks are not proportional to its tokens;
+    see kv_geometry), and when nothing is used.
     """
     waste = used = 0.0
     for s in states:
         if s.running is None or s.kv_usage is None or not s.gpu_blocks or not s.block_size:
             return None
-        if s.size_tokens and abs(s.size_tokens - s.gpu_blocks * s.block_size) > s.block_size:
+        if s.tracks_tokens is not True:
             return None
         waste += s.running * (s.block_size - 1) / 2
         used += s.kv_usage * (s.gpu_blocks - 1) * s.block_size

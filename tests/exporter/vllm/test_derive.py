@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import pytest
 
+from exporter.contract.exposition import parse
 from exporter.vllm import derive
 from exporter.vllm.derive import EngineState
+from exporter.vllm.reading import read
+from tests.conftest import VLLM_FIXTURES
 
 
 def engine(*, running: float | None = 5, waiting: float | None = 2, kv: float | None = 0.25,
-           blocks: float | None = 12345, block: int | None = 16, tokens: int | None = 197520) -> EngineState:
+           blocks: float | None = 12345, block: int | None = 16, tokens: float | None = 197520,
+           tracks: bool | None = True) -> EngineState:
     return EngineState(running=running, waiting=waiting, kv_usage=kv, gpu_blocks=blocks, block_size=block,
-                       size_tokens=tokens)
+                       capacity_tokens=tokens, tracks_tokens=tracks)
 
 
 @pytest.mark.parametrize(("states", "want"), [
@@ -21,11 +25,12 @@ def engine(*, running: float | None = 5, waiting: float | None = 2, kv: float | 
     ([engine(running=5, kv=0.25), engine(running=6, kv=0.75)],
      (5 + 6) * 15 / 2 / ((0.25 + 0.75) * 12344 * 16)),
     ([engine(running=0, kv=0.5)], 0.0),
-    # Unknowable: no usage, no geometry, or a hybrid model (tokens != N*B).
+    # Unknowable: no usage, no geometry, a hybrid KV cache, or one that cannot be told apart.
     ([engine(kv=0.0)], None),
     ([engine(running=None)], None),
     ([engine(blocks=None)], None),
-    ([engine(tokens=1000)], None),
+    ([engine(tracks=False)], None),
+    ([engine(), engine(tracks=None)], None),
     ([], None),
     # Capped at 1 when the inputs disagree (many requests, almost no usage).
     ([engine(running=10_000, kv=0.0001, blocks=100, tokens=1600)], 1.0),
@@ -82,3 +87,23 @@ def test_cost_per_million_tokens(price: float | None, gpus: float, tps: float | 
 ])
 def test_hit_ratio(hits: float | None, queries: float | None, want: float | None) -> None:
     assert derive.hit_ratio(hits, queries) == want
+
+
+@pytest.mark.parametrize(("name", "fragmentation", "capacity"), [
+    # DP=2, engines of 12345 and 11800 blocks: N/D = 24145/2 per engine; waste (5+6)*15/2
+    # over used (0.25+0.75)*(N/D-1)*16. Capacity: the first engine's 197520 tokens * N/N1.
+    ("v0.33.0-dp2-unequal-blocks.prom", (5 + 6) * 15 / 2 / ((0.25 + 0.75) * (24145 / 2 - 1) * 16), 24145 * 16),
+    # One engine, max_model_len 4001: 7 running at usage 0.4321 of 12345 blocks.
+    ("v0.33.0-single-engine-len-4001.prom", 7 * 15 / 2 / (0.4321 * 12344 * 16), 12345 * 4001 // 251),
+    # DP=2 with equal engines (the fixture the golden /metrics is made from): unchanged.
+    ("v0.33.0-dp2-optional-features.prom", (5 + 6) * 15 / 2 / ((0.25 + 0.75) * 12344 * 16), 2 * 197520),
+    # Hybrid (full + sliding window): no estimate; capacity is vLLM's own, per engine.
+    ("v0.33.0-hybrid-swa.prom", None, 242518),
+    ("v0.33.0-hybrid-swa-dp2-unequal-blocks.prom", None, 2 * 231811),
+])
+def test_genuine_renders_fold_to_fragmentation_only_where_blocks_track_tokens(
+        name: str, fragmentation: float | None, capacity: float) -> None:
+    reading = read(parse((VLLM_FIXTURES / name).read_text()))
+    pod = derive.fold(derive.engine_states(reading, "tiny-llama"))
+    assert pod.fragmentation == (None if fragmentation is None else pytest.approx(fragmentation))
+    assert pod.capacity_tokens == pytest.approx(capacity)
