@@ -123,7 +123,9 @@ FAMILIES: tuple[Family, ...] = (
           aggregation="sum", windowed=False, source=(CACHE_CONFIG,)),
     _vllm("kvscale_vllm_kv_cache_fragmentation_ratio", "ratio",
           "ESTIMATE of KV slots allocated but unfilled (each running request's half-empty last block) "
-          "over slots in use. Absent for hybrid models.", aggregation="mean", windowed=False,
+          "over slots in use. Absent for hybrid KV caches (sliding-window or Mamba groups beside full attention), "
+          "told apart by blocks per request; kept under data parallelism and any max_model_len.",
+          aggregation="mean", windowed=False,
           source=("running", "kv_usage", CACHE_CONFIG)),
     _vllm("kvscale_vllm_ttft_seconds", "seconds",
           "Time to first token over the sliding window, from vLLM's histogram, interpolated as "
@@ -148,7 +150,8 @@ FAMILIES: tuple[Family, ...] = (
           "Preemptions per second over the sliding window.",
           aggregation="sum", windowed=True, source=("preemptions",)),
     _vllm("kvscale_vllm_admission_rejections_per_second", "requests per second",
-          "Requests refused by vLLM's frontend queue limits per second over the sliding window, all reasons. "
+          "Requests refused by vLLM's frontend queue limits per second over the sliding window, all reasons "
+          "(each reason's counter reset-corrected on its own, then summed). "
           "Absent on vLLM versions without admission limits.",
           aggregation="sum", windowed=True, source=("admission_rejections",)),
     _vllm("kvscale_vllm_prefix_cache_hit_ratio", "ratio",

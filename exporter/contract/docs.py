@@ -63,8 +63,13 @@ _NOTES = """## How the derived values are computed
   expected waste is `R·(B−1)/2` tokens (each of the R running requests leaves its last block
   half full on average, B = block size) against `u·(N−1)·B` used slots (u = KV usage, N = the
   engine's GPU blocks; vLLM's `num_gpu_blocks` is summed over data-parallel engines, so it is
-  divided by their count). Per pod: total waste over total used slots, capped at 1. Absent for
-  hybrid models (`kv_cache_size_tokens` ≠ N·B) and when no slot is used.
+  divided by their count). Per pod: total waste over total used slots, capped at 1. Absent when
+  no slot is used and for hybrid KV caches (sliding-window or Mamba groups beside full
+  attention), told apart by blocks per request: one full-attention group takes ⌈L/B⌉ blocks
+  for a request of max_model_len L, so `kv_cache_max_concurrency`·⌈L/B⌉ is a whole number of
+  blocks that fits `num_gpu_blocks`. `kv_cache_size_tokens` ≠ N·B alone is no sign of one: vLLM
+  reports the first ready engine's tokens beside the blocks summed over engines, and L need
+  not be a multiple of B (rule and invariants: `exporter/vllm/kv_geometry.py`).
 - **Saturation** is how full a pod is against policy, 1.0 = at target:
   `max(kv_usage / kv_target, waiting / queue_target, ttft_p95 / ttft_p95_slo_seconds)` over the
   terms available.
@@ -72,8 +77,10 @@ _NOTES = """## How the derived values are computed
   second) × 3600) × 1e6. GPUs of the pod: those attributed to it through the kubelet, else its
   `nvidia.com/gpu` request, else `--gpus-per-pod`. Absent without a price (`--gpu-price-per-hour`)
   or when the pod processed no token in the window.
-- **Rates** are the increase over the window divided by its span; a counter that drops (a
-  restarted vLLM) restarts from zero for that series, as in PromQL, so rates are never negative.
+- **Rates** are the increase over the window divided by its span, as PromQL's
+  `sum(increase())`: per series (each engine, each `reason` of a split counter), a counter that
+  drops (a restarted vLLM) restarts from zero for that series, and a series missing from one
+  scrape is a gap, not a reset; the series' increases are then summed, so rates are never negative.
 """
 
 
