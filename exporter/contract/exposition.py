@@ -16,20 +16,23 @@ from dataclasses import dataclass, field
 Labels = dict[str, str]
 SampleList = list[tuple[Labels, float]]
 
-_NAME_RE = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*\Z")
-_LABEL_NAME_RE = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*\Z")
+_NAME_RE = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*+\Z")
+_LABEL_NAME_RE = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*+\Z")
+# Every pattern here is possessive (``*+``, ``++``, ``?+``): no quantifier gives back what it
+# took, so each match is one left-to-right pass, linear in the line, whatever the input.
+# A backtracking ``\s*,?\s*$`` was quadratic in a run of spaces (66 s on a 100 kB line).
 # Common case: no backslash in the label block. Pairs are validated by length below.
-_PAIR_RE = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)\s*=\s*"([^"]*)"')
+_PAIR_RE = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*+)\s*+=\s*+"([^"]*+)"')
 # A whole label block without escapes: pairs separated by commas, optional trailing comma.
-_BLOCK_RE = re.compile(r'\s*(?:[a-zA-Z_][a-zA-Z0-9_]*\s*=\s*"[^"]*"\s*(?:,\s*(?=[a-zA-Z_])|,?\s*$))*')
+_BLOCK_RE = re.compile(r'\s*+(?:[a-zA-Z_][a-zA-Z0-9_]*+\s*+=\s*+"[^"]*+"\s*+(?:,\s*+(?=[a-zA-Z_])|,?+\s*+\Z))*+')
 # The fast path takes label blocks written canonically (no spaces, no trailing comma, no
 # escapes), which is how client libraries write them; its series key is the block text,
 # and the general path builds the same text from what it parsed, so duplicates meet.
-_LABEL = r'[a-zA-Z_][a-zA-Z0-9_]*="[^"\\]*"'
+_LABEL = r'[a-zA-Z_][a-zA-Z0-9_]*+="[^"\\]*+"'
 _SAMPLE_RE = re.compile(
-    r"([a-zA-Z_:][a-zA-Z0-9_:]*)"
-    r"(?:\{(" + _LABEL + r"(?:," + _LABEL + r")*)?\})?"
-    r"[ \t]+([^ \t_]+)(?:[ \t]+-?[0-9]+)?[ \t]*\Z")
+    r"([a-zA-Z_:][a-zA-Z0-9_:]*+)"
+    r"(?:\{(" + _LABEL + r"(?:," + _LABEL + r")*+)?+\})?+"
+    r"[ \t]++([^ \t_]++)(?:[ \t]++-?+[0-9]++)?+[ \t]*+\Z")
 _TYPES = frozenset({"counter", "gauge", "histogram", "summary", "untyped", "unknown", "info",
                     "stateset", "gaugehistogram"})
 
