@@ -38,8 +38,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--max-replicas", type=int, default=8, help="HPA maxReplicas (default 8)")
     p.add_argument("--base-rate", type=float, default=8.0, help="requests per simulated second before and "
                                                                 "after the spike (default 8)")
-    p.add_argument("--spike-rate", type=float, default=40.0, help="requests per simulated second in the "
-                                                                  "spike (default 40)")
+    p.add_argument("--spike-rate", type=float, default=28.0, help="requests per simulated second in the "
+                                                                  "spike (default 28)")
     p.add_argument("--cold-start", type=float, default=None,
                    help="seconds a new replica takes to serve (default: the profile's pull + load + warm-up)")
     p.add_argument("--gpu-price-per-hour", type=float, default=2.5, help="dollars per GPU hour (default 2.5)")
@@ -64,7 +64,11 @@ def main(argv: Sequence[str] | None = None) -> None:
                         cold_start=args.cold_start, price=args.gpu_price_per_hour, out=args.out,
                         prometheus=args.prometheus, seed=args.seed, policy=Policy())
     console = Console(soft_wrap=True)
-    result = asyncio.run(run(config, console))
+    try:
+        result = asyncio.run(run(config, console))
+    except (KeyboardInterrupt, asyncio.CancelledError):
+        console.print("stopped: every process the demo started has been stopped")
+        sys.exit(130)
     lines = report(result.summary, slo=config.policy.ttft_p95_slo_seconds)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "summary.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")

@@ -64,9 +64,10 @@ def plot(timeline: Timeline, summary: Summary, path: Path, *, slo: float, kv_tar
         ax_rep.axvline(summary.breach_at / 60, color="red", linewidth=1)
     if summary.serving_at is not None:
         ax_rep.axvline(summary.serving_at / 60, color="tab:green", linewidth=1)
-    names = sorted({a.name + ("" if a.fired_at is not None else " (pending only)") for a in timeline.alerts})
-    ax_rep.set_title(title + (f"\nalerts (yellow pending, red firing): {', '.join(names)}" if names else ""),
-                     fontsize=10)
+    fired_names = sorted({a.name for a in timeline.alerts if a.fired_at is not None})
+    pending = len({a.name for a in timeline.alerts} - set(fired_names))
+    ax_rep.set_title(f"{title}\nshaded: alerts pending (yellow) or firing (red); fired: "
+                     f"{', '.join(fired_names) or 'none'}; {pending} more pending only", fontsize=10)
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
@@ -80,12 +81,21 @@ def _marks(axes: Any, timeline: Timeline, summary: Summary) -> None:
             up = e.after > e.before
             ax.axvline(e.t / 60, color="tab:blue" if up else "tab:cyan", linewidth=0.8, linestyle="-." if up else ":",
                        alpha=0.8)
-        for a in timeline.alerts:  # pending in yellow, firing in red
-            end = (a.resolved_at if a.resolved_at is not None else summary.duration) / 60
-            ax.axvspan(a.pending_at / 60, (a.fired_at if a.fired_at is not None else end * 60) / 60,
-                       color="gold", alpha=0.12)
-            if a.fired_at is not None:
-                ax.axvspan(a.fired_at / 60, end, color="red", alpha=0.08)
+        for start, end in _union([(a.pending_at, a.resolved_at or summary.duration) for a in timeline.alerts]):
+            ax.axvspan(start / 60, end / 60, color="gold", alpha=0.15)  # some alert pending (or firing)
+        fired = [(a.fired_at, a.resolved_at or summary.duration) for a in timeline.alerts if a.fired_at is not None]
+        for start, end in _union(fired):
+            ax.axvspan(start / 60, end / 60, color="red", alpha=0.12)
         ax.grid(alpha=0.3)
         ax.legend(loc="upper right", fontsize=7)
         ax.set_xlim(0, summary.duration / 60)
+
+
+def _union(spans: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    merged: list[tuple[float, float]] = []
+    for start, end in sorted(spans):
+        if merged and start <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], end))
+        else:
+            merged.append((start, end))
+    return merged

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import shutil
+import signal
 import socket
 import ssl
 import tempfile
@@ -131,6 +132,7 @@ class Demo:
         self.sd_file = work / "exporters.json"
         self._open_alerts: dict[tuple[str, str], tuple[float, float | None]] = {}
         self._live: Live | None = None
+        self._alerts_from: float | None = None
 
     # -- the real parts ---------------------------------------------------------------------
     async def start_stack(self, session: aiohttp.ClientSession) -> tuple[ExporterPool, AdapterClient]:
@@ -239,6 +241,12 @@ class Demo:
     async def _poll_alerts(self, session: aiohttp.ClientSession, now: float) -> None:
         if self.prom_url is None:
             return
+        if self._alerts_from is None or now < self._alerts_from:
+            # Prometheus starts before the exporters exist: its absent() alerts go pending until the first
+            # scrapes. Record alerts from two rule evaluations after every target has been scraped up.
+            if self._alerts_from is None and await self._all_targets_up(session):
+                self._alerts_from = now + 2 * self.clocks.rule_evaluation
+            return
         body = await _json(session, f"{self.prom_url}/api/v1/alerts")
         if body is None:
             return
@@ -257,6 +265,12 @@ class Demo:
             self.timeline.alerts.append(AlertSpan(key[0], pending_at, fired_at, now, key[1]))
         self.state.firing = sorted(f"{name}{f' ({pod})' if pod else ''}{'' if fired is not None else ' (pending)'}"
                                    for (name, pod), (_, fired) in self._open_alerts.items())
+
+    async def _all_targets_up(self, session: aiohttp.ClientSession) -> bool:
+        body = await _json(session, f"{self.prom_url}/api/v1/targets")
+        targets = [] if body is None else body.get("data", {}).get("activeTargets", [])
+        jobs = {t.get("labels", {}).get("job") for t in targets}
+        return {"kvscale-exporter", "kvscale-adapter"} <= jobs and all(t.get("health") == "up" for t in targets)
 
     def close_alerts(self) -> None:
         for (name, pod), (pending_at, fired_at) in sorted(self._open_alerts.items()):
@@ -365,6 +379,9 @@ async def _json(session: aiohttp.ClientSession, url: str) -> dict[str, Any] | No
 async def run(config: DemoConfig, console: Console) -> DemoResult:
     work = Path(tempfile.mkdtemp(prefix="kvscale-demo-"))
     demo = Demo(config, console, work)
+    task = asyncio.current_task()
+    if task is not None:  # SIGTERM cancels like Ctrl-C: the children (adapter, Prometheus) are stopped
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
     try:
         return await demo.run()
     finally:

@@ -158,13 +158,27 @@ def report(summary: Summary, *, slo: float) -> list[str]:
                  f"{s.minutes_measured} minutes")
     cost = "n/a" if s.cost_per_million_tokens is None else f"${s.cost_per_million_tokens:.3f}"
     lines.append(f"GPU-hours {s.gpu_hours:.2f}; {s.tokens:,} tokens; cost per 1M tokens {cost}")
-    if not s.alerts:
-        lines.append("alerts: none pending or fired")
-    for a in s.alerts:
-        who = f"alert {a.name}{f' ({a.pod})' if a.pod else ''}: pending at {a.pending_at:.0f} s"
-        end = "still active at the end" if a.resolved_at is None else f"resolved at {a.resolved_at:.0f} s"
-        if a.fired_at is None:
-            lines.append(f"{who}, {end.replace('resolved', 'cleared')} before its for: elapsed (never fired)")
+    lines.extend(alert_lines(s.alerts))
+    return lines
+
+
+def alert_lines(alerts: Sequence[AlertSpan]) -> list[str]:
+    """One line per alert name and outcome (fired, or pending only), with its pods and times."""
+    if not alerts:
+        return ["alerts: none pending or fired"]
+    groups: dict[tuple[str, bool], list[AlertSpan]] = defaultdict(list)
+    for a in alerts:
+        groups[(a.name, a.fired_at is not None)].append(a)
+    lines = []
+    for (name, fired), spans in sorted(groups.items(), key=lambda kv: min(a.pending_at for a in kv[1])):
+        pods = sorted({a.pod for a in spans if a.pod})
+        who = f"alert {name}" + (f" on {len(pods)} pod{'s' if len(pods) > 1 else ''}" if pods else "")
+        first = min(a.pending_at for a in spans)
+        ends = [a.resolved_at for a in spans]
+        end = "still active at the end" if None in ends else f"last cleared at {max(e for e in ends if e):.0f} s"
+        if fired:
+            fired_at = min(a.fired_at for a in spans if a.fired_at is not None)
+            lines.append(f"{who}: pending at {first:.0f} s, FIRED at {fired_at:.0f} s, {end}")
         else:
-            lines.append(f"{who}, fired at {a.fired_at:.0f} s, {end}")
+            lines.append(f"{who}: pending from {first:.0f} s, never fired (its for: did not elapse), {end}")
     return lines
