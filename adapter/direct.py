@@ -107,6 +107,7 @@ class DirectProvider:
         self._outage: str | None = "not refreshed yet"
         self._metrics = {m.name: m for m in served_metrics(settings.window_seconds)}
         self.generation = 0  # bumped on every view change: answers computed from one view may be reused
+        self._changed = asyncio.Event()
 
     def list_metrics(self) -> Sequence[MetricInfo]:
         return tuple(self._metrics.values())
@@ -154,13 +155,22 @@ class DirectProvider:
             if self._outage is not None:
                 log.info("direct source available: %d of %d exporters answered", len(urls) - len(failed), len(urls))
             self._outage = None
-        self.generation += 1
+        self._bump()
 
     def _set_outage(self, cause: str) -> None:
         if cause != self._outage:
             log.error("direct source unavailable: %s", cause)
         self._outage = cause
+        self._bump()
+
+    def _bump(self) -> None:
         self.generation += 1
+        changed, self._changed = self._changed, asyncio.Event()
+        changed.set()
+
+    async def wait_changed(self) -> None:
+        """Return after the next refresh: push consumers (KEDA's StreamIsActive) react to a new view at once."""
+        await self._changed.wait()
 
     async def _fetch(self, url: str) -> dict[tuple[str, str], PodSnapshot] | None:
         timeout = aiohttp.ClientTimeout(total=self._settings.timeout)

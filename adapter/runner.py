@@ -28,6 +28,7 @@ from adapter.inventory import PodInventory, load_pod_file
 from adapter.kube import KubeExporterEndpoints, KubePodInventory
 from adapter.promsource import PrometheusProvider, PrometheusSettings
 from adapter.provider import MetricsProvider
+from adapter.scaler.setup import serve_keda
 from adapter.selfmetrics import SelfMetrics
 from adapter.server import ResponseCache, Security, build_app
 from adapter.service import MetricsService
@@ -126,7 +127,8 @@ async def _serve(settings: AdapterSettings, session: aiohttp.ClientSession, kube
     provider, freshness = _provider(settings, session, kube, tasks, watches)
     registry = CollectorRegistry()
     security, ssl_context = _security(settings, kube, tasks)
-    app = build_app(service=MetricsService(provider=provider, pods=_inventory(settings, kube, watches)),
+    service = MetricsService(provider=provider, pods=_inventory(settings, kube, watches))
+    app = build_app(service=service,
                     security=security, metrics=SelfMetrics(registry=registry, freshness=freshness),
                     external=settings.enable_external_metrics,
                     not_ready=lambda: _not_ready(provider, settings.source, watches),
@@ -138,11 +140,15 @@ async def _serve(settings: AdapterSettings, session: aiohttp.ClientSession, kube
     scheme = "http" if ssl_context is None else "https"
     log.info("serving custom.metrics.k8s.io on %s://%s:%d (source %s)", scheme, settings.bind_address,
              settings.secure_port, settings.source)
+    # KEDA's external scaler: the same provider and service, on its own port (off unless --keda-port).
+    scaler = await serve_keda(settings, session=session, provider=provider, service=service, tasks=tasks)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
+    if scaler is not None:
+        await scaler.stop(1.0)
     for task in tasks:
         task.cancel()
     with contextlib.suppress(asyncio.CancelledError):

@@ -36,6 +36,19 @@ class BadRequestError(RequestError):
     reason = "BadRequest"
 
 
+class NoPodsError(NotFoundError):
+    """The target has no pods at all (a workload scaled to zero): there is nothing to aggregate."""
+
+
+@dataclass(frozen=True)
+class Aggregate:
+    """One value over a target's pods; ``oldest`` is the oldest sample's Unix time, ``pods`` those counted."""
+
+    value: float
+    oldest: float
+    pods: int
+
+
 def aggregate(info: MetricInfo, values: Sequence[float]) -> float:
     """An Object metric's value from its pods' values, as the catalog declares for the family."""
     if info.aggregation == "sum":
@@ -86,20 +99,34 @@ class MetricsService:
         info = self._info(query.name, target.resource)
         if target.resource == "pods":
             return await self._pods_items(target, query)
-        candidates = list(self._pods.pods(target.namespace))
         if target.resource == "namespaces":
             ref = ObjectRef("Namespace", "/v1", target.namespace)
         else:
             kind, api_version = _WORKLOADS[target.resource]
-            candidates = inventory.owned_by(candidates, kind, target.name)
             ref = ObjectRef(kind, api_version, target.name, target.namespace)
-        values = await self._provider.pod_values(target.namespace, [p.name for p in candidates], query)
+        total = await self.aggregate_over(target, query)
+        return [Item(ref, query.name, query.selector, total.oldest, info.window_seconds,
+                     _quantity(total.value, query.name))]
+
+    def _members(self, target: Target) -> list[PodInfo]:
+        pods = list(self._pods.pods(target.namespace))
+        if target.resource == "pods":
+            return inventory.select(pods, target.selector)
+        if target.resource == "namespaces":
+            return pods
+        return inventory.owned_by(pods, _WORKLOADS[target.resource][0], target.name)
+
+    async def aggregate_over(self, target: Target, query: MetricQuery) -> Aggregate:
+        """One value over the pods a target names (a workload, a namespace, or the pods ``pods/*`` with a
+        selector picks), as the catalog declares for the family. KEDA's scaler asks the same question."""
+        info = self._info(query.name, target.resource)
+        members = self._members(target)
+        values = await self._provider.pod_values(target.namespace, [p.name for p in members], query)
         if not values:
-            raise NotFoundError(
-                f"the server could not find the metric {query.name} for {target.resource} {target.name}")
-        total = aggregate(info, [v.value for v in values])
-        oldest = min(v.timestamp for v in values)
-        return [Item(ref, query.name, query.selector, oldest, info.window_seconds, _quantity(total, query.name))]
+            what = f"{target.resource} {target.name}" if target.resource != "pods" else f"pods {target.selector}"
+            error = NoPodsError if not members else NotFoundError
+            raise error(f"the server could not find the metric {query.name} for {what}")
+        return Aggregate(aggregate(info, [v.value for v in values]), min(v.timestamp for v in values), len(values))
 
     async def _pods_items(self, target: Target, query: MetricQuery) -> list[Item]:
         pods: list[PodInfo] = inventory.select(self._pods.pods(target.namespace), target.selector)

@@ -59,7 +59,8 @@ class AdapterSettings:
                                   "60 s (prometheus).", metavar="SECONDS")
     window_seconds: int = setting(60, "Sliding window of the exporter's quantiles and rates (reported as "
                                       "windowSeconds).", metavar="SECONDS")
-    prometheus_url: str | None = setting(None, "Prometheus base URL for --source prometheus.", metavar="URL")
+    prometheus_url: str | None = setting(None, "Prometheus base URL for --source prometheus (and KEDA triggers' "
+                                               "activationQuery).", metavar="URL")
     prometheus_timeout: float = setting(5.0, "Seconds before a PromQL query counts as a source outage.",
                                         metavar="SECONDS")
     prometheus_authorization: Secret = setting(
@@ -70,7 +71,18 @@ class AdapterSettings:
     kubeconfig: str | None = setting(None, "Kubeconfig; default: in-cluster config.", metavar="FILE")
     enable_external_metrics: bool = setting(False, "Also serve external.metrics.k8s.io/v1beta1 (off: usually "
                                                    "KEDA owns it).")
-    insecure_http: bool = setting(False, "LOCAL DEMOS ONLY: plain HTTP, no authentication.")
+    keda_port: int = setting(0, "Port of KEDA's external scaler (gRPC externalscaler.ExternalScaler, for "
+                                "external and external-push triggers); 0: not served.", metavar="PORT")
+    keda_client_ca_file: Path | None = setting(
+        None, "CA that issued KEDA's client certificate (its TriggerAuthentication tlsClientCert); required with "
+              "--keda-port. Reloaded on change.", metavar="FILE")
+    keda_allowed_names: tuple[str, ...] = setting(
+        (), f"Client certificate CNs {_HEADERS} allowed to call the KEDA scaler; required with --keda-port.",
+        metavar="NAMES")
+    keda_activation_source: tuple[str, ...] = setting(
+        (), "NAME=URL of a /metrics (a router's or gateway's queue) KEDA triggers read demand from at zero "
+            "replicas (repeatable; comma-separated in the environment).", metavar="NAME=URL", repeat=True)
+    insecure_http: bool = setting(False, "LOCAL DEMOS ONLY: plain HTTP, no authentication (the KEDA scaler too).")
     cert_reload_interval: float = setting(5.0, "Seconds between checks of the certificate and CA files (or the "
                                                "cluster's ConfigMap) for changes.", metavar="SECONDS")
     log_level: Literal["debug", "info", "warning", "error"] = setting("info", "Log verbosity.")
@@ -106,11 +118,33 @@ class AdapterSettings:
                                 "(or --insecure-http for a local demo)")
         if self.refresh_interval <= 0 or self.max_age <= 0:
             raise SettingsError("--refresh-interval and --max-age must be positive", field="refresh_interval")
-        for name in ("secure_port", "exporter_port"):
+        self._validate_keda()
+        for name in ("secure_port", "exporter_port", "keda_port"):
             if not 0 <= getattr(self, name) < 65536:
                 raise SettingsError(f"--{name.replace('_', '-')} {getattr(self, name)} is not a port", field=name)
         if self.prometheus_timeout <= 0 or self.cert_reload_interval <= 0 or self.window_seconds <= 0:
             raise SettingsError("--prometheus-timeout, --cert-reload-interval and --window-seconds must be positive")
+
+    @property
+    def keda_activation_sources(self) -> dict[str, str]:
+        """--keda-activation-source entries as name -> URL (validated)."""
+        return dict(entry.split("=", 1) for entry in self.keda_activation_source)
+
+    def _validate_keda(self) -> None:
+        if self.keda_port and not self.insecure_http and (self.keda_client_ca_file is None
+                                                          or not self.keda_allowed_names):
+            raise SettingsError("--keda-port needs --keda-client-ca-file and --keda-allowed-names (the CNs of "
+                                "KEDA's client certificates)", field="keda_port")
+        names: set[str] = set()
+        for entry in self.keda_activation_source:
+            name, sep, url = entry.partition("=")
+            if not sep or not name or not url.startswith(("http://", "https://")):
+                raise SettingsError(f"--keda-activation-source {entry!r} is not NAME=http(s)://...",
+                                    field="keda_activation_source")
+            if name in names or name == "prometheus":
+                raise SettingsError(f"--keda-activation-source name {name!r} is reserved or given twice",
+                                    field="keda_activation_source")
+            names.add(name)
 
 
 COMMAND = Command(

@@ -60,6 +60,13 @@ def _stamp(files: TLSFiles) -> tuple[float, ...]:
 async def watch(ctx: ssl.SSLContext, files: TLSFiles, *, interval: float = 5.0,
                 on_reload: Callable[[], None] | None = None) -> None:
     """Poll the files' mtimes; on a change, reload. A half-written pair is retried next poll."""
+    await follow(files, lambda: load_into(ctx, files), interval=interval, on_reload=on_reload)
+
+
+async def follow(files: TLSFiles, load: Callable[[], None], *, interval: float = 5.0,
+                 on_reload: Callable[[], None] | None = None) -> None:
+    """Poll the files' mtimes; on a change call ``load`` (raising TLSConfigError keeps the previous pair:
+    retried next poll). The HTTPS server loads into its SSLContext, the KEDA gRPC server its credentials."""
     last = _stamp(files)
     while True:
         await asyncio.sleep(interval)
@@ -67,7 +74,7 @@ async def watch(ctx: ssl.SSLContext, files: TLSFiles, *, interval: float = 5.0,
         if now == last:
             continue
         try:
-            load_into(ctx, files)
+            load()
         except TLSConfigError as exc:
             log.error("TLS reload failed, keeping the previous certificate: %s", exc)
             continue
