@@ -106,7 +106,13 @@ def test_arrivals_follow_the_spike_and_the_seed() -> None:
     scenario = SpikeScenario(1000.0, base_rate=2.0, spike_rate=20.0)
     first = Arrivals(scenario, seed=7).due(1000.0)
     again = Arrivals(scenario, seed=7).due(1000.0)
-    assert [(r.arrival, r.prompt_tokens) for r in first] == [(r.arrival, r.prompt_tokens) for r in again]
+    assert [(r.arrival, r.prompt_tokens, r.output_tokens) for r in first] == \
+        [(r.arrival, r.prompt_tokens, r.output_tokens) for r in again]
+    assert [r.arrival for r in Arrivals(scenario, seed=8).due(1000.0)] != [r.arrival for r in first]
+    stepwise = Arrivals(scenario, seed=7)
+    part = stepwise.due(500.0)
+    assert all(r.arrival <= 500.0 for r in part)
+    assert [r.arrival for r in part + stepwise.due(1000.0)] == [r.arrival for r in first]
     in_spike = sum(1 for r in first if scenario.spike_at <= r.arrival < scenario.spike_end)
     outside = len(first) - in_spike
     # 400 s at 20/s against 600 s at 2/s: expectations 8000 and 1200
