@@ -10,7 +10,7 @@ from __future__ import annotations
 from alerts.model import Alert, Group
 from alerts.promql import duration, kvscale, matchers, number
 from alerts.recording import HPA_SATURATION
-from exporter.contract.catalog import FAMILIES
+from exporter.contract.catalog import FAMILIES, family
 from exporter.contract.policy import Policy
 
 GPU_LOST = "KvscaleGPULost"
@@ -30,8 +30,13 @@ METRIC_PREFIX = "kvscale_"
 if not all(f.name.startswith(METRIC_PREFIX) for f in FAMILIES):
     raise ImportError(f"catalog families must all start with {METRIC_PREFIX!r}")
 
+# GPU alerts carry the device's labels only, so a rescheduled pod or a failed kubelet call never
+# restarts their `for:`; who holds the device is looked up in the info series when the text renders.
+_HOLDERS = ('{{ range $i, $h := query (printf "' + family("kvscale_gpu_allocation_info").name
+            + '{node=%q, uuid=%q}" $labels.node $labels.uuid) }}'
+            '{{ if $i }}, {{ else }}, used by {{ end }}{{ $h.Labels.namespace }}/{{ $h.Labels.pod }}{{ end }}')
 _GPU = ("GPU {{ $labels.gpu }} ({{ $labels.gpu_model }}, {{ $labels.uuid }}) on node {{ $labels.node }}"
-        "{{ if $labels.pod }}, used by {{ $labels.namespace }}/{{ $labels.pod }}{{ end }}")
+        + _HOLDERS)
 _HPA = "{{ $labels.namespace }}/{{ $labels.horizontalpodautoscaler }}"
 # absent() has no labels to name; multi-cluster setups carry the cluster as an external label.
 _CLUSTER = "{{ with $externalLabels.cluster }} in cluster {{ . }}{{ end }}"

@@ -34,8 +34,14 @@ POWER = c.metric("kvscale_gpu_power_watts")
 TEMP = c.metric("kvscale_gpu_temperature_celsius")
 CLOCK = c.metric("kvscale_gpu_sm_clock_hertz")
 XID = c.metric("kvscale_gpu_xid_errors_total")
+HOLDER = c.metric("kvscale_gpu_allocation_info")
 
-GPU_LEGEND = "{{node}} gpu{{gpu}} {{pod}}"
+GPU_LEGEND = "{{node}} gpu{{gpu}}"
+# Device series carry no pod labels (they keep their identity when a pod moves): panels that want
+# pod names join the info series on (node, uuid). EXCLUSIVE keeps devices one container holds, so a
+# time-sliced GPU's memory is never counted once per pod.
+HOLDERS = f"{HOLDER.name}{{{c.GPU}, {c.POD}}}"
+EXCLUSIVE = f"({HOLDERS} and on (node, uuid) (count by (node, uuid) ({HOLDER.name}{{{c.GPU}}}) == 1))"
 MEM_RATIO = f"{MEM_USED.name}{{{c.GPU}}} / {MEM_TOTAL.name}{{{c.GPU}}}"
 XID_INCREASE = f"sum by (node, gpu, xid) (increase({XID.name}{{{c.GPU}}}[$__rate_interval]))"
 
@@ -70,10 +76,12 @@ def _load(t: Policy) -> list[PanelBuilder]:
             lines=[Line(t.gpu_memory_usage_alert)], runbooks=[platform.GPU_MEMORY_NEAR_FULL],
             description=MEM_USED.help + " over " + MEM_TOTAL.help),
         timeseries_panel(
-            "GPU memory by pod", [Query(f'sum by (namespace, pod) ({MEM_USED.name}{{{c.GPU}, {c.POD}, pod!=""}})',
-                                        "{{namespace}}/{{pod}}")],
+            "GPU memory by pod",
+            [Query(f"sum by (namespace, pod) ({EXCLUSIVE} * on (node, uuid) group_left () {MEM_USED.name}{{{c.GPU}}})",
+                   "{{namespace}}/{{pod}}")],
             unit="bytes", stacked=True,
-            description="Framebuffer memory of the GPUs attributed to each pod (kubelet pod-resources)."),
+            description="Framebuffer memory of the devices each pod holds alone (kubelet pod-resources, device "
+                        "plugin or DRA); a time-sliced GPU is left out, since NVML cannot split it."),
         timeseries_panel(
             "SM clock", [Query(f"{CLOCK.name}{{{c.GPU}}}", GPU_LEGEND)], unit="hertz",
             description=CLOCK.help + " A drop at steady load is thermal or power throttling."),
@@ -96,10 +104,11 @@ def _attribution() -> list[PanelBuilder]:
     return [
         table_panel(
             "Which pod holds which GPU",
-            Query(f"max by (node, gpu, uuid, gpu_model, namespace, pod, container) ({UP.name}{{{c.GPU}}})"),
+            Query(f"max by (node, gpu, uuid, gpu_model, namespace, pod, container, pod_uid, resource, claim) "
+                  f"({UP.name}{{{c.GPU}}} * on (node, uuid) group_right (gpu_model) {HOLDERS})"),
             hidden=("Time",),
-            description="From the kubelet pod-resources API. An empty pod means the GPU is idle or its "
-                        "attribution failed (labels are dropped, samples kept). Value is gpu_up."),
+            description=HOLDER.help + " One row per holder (a shared GPU has several); a GPU nobody holds, or "
+                        "whose attribution failed, has no row. Value is gpu_up."),
     ]
 
 

@@ -260,7 +260,7 @@ def scraped_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         prometheus = PrometheusServer({"scrape_configs": scrape}, rules)
         prometheus.wait_for("kvscale_vllm_ttft_seconds", timeout=60, min_results=8)
         prometheus.wait_for('up{job="vllm"} == 1', timeout=60, min_results=len(targets))
-        prometheus.wait_for('kvscale_gpu_up{pod!=""}', timeout=60, min_results=3)
+        prometheus.wait_for('kvscale_gpu_allocation_info', timeout=60, min_results=3)
         yield Stack(procs, prometheus, exporter_url, targets)
     finally:
         if prometheus is not None:

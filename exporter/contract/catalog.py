@@ -35,7 +35,12 @@ CACHE_CONFIG = "cache_config_info"
 """vLLM's cache configuration info series (block size, GPU blocks): a source, not a name-table entry."""
 VLLM_SOURCES = frozenset({*GAUGES, *COUNTERS, *HISTOGRAMS, CACHE_CONFIG})
 
-GPU_LABELS: tuple[str, ...] = ("node", "gpu", "uuid", "gpu_model", "namespace", "pod", "container")
+GPU_LABELS: tuple[str, ...] = ("node", "gpu", "uuid", "gpu_model")
+"""What identifies a device (a MIG device's ``gpu`` is "INDEX/GI"): never who holds it, so a rescheduled
+pod or a failed kubelet call does not start new series (alerts keep their ``for:``)."""
+GPU_ALLOCATION_LABELS: tuple[str, ...] = ("node", "gpu", "uuid", "namespace", "pod", "container", "pod_uid",
+                                          "resource", "claim")
+"""Who holds a device, joined in PromQL ``on (node, uuid)`` (the kube-state-metrics info pattern)."""
 VLLM_LABELS: tuple[str, ...] = ("namespace", "pod", "model_name")
 QUANTILES: tuple[float, ...] = (0.5, 0.9, 0.95, 0.99)
 
@@ -71,8 +76,8 @@ class Family:
 
 
 def _gpu(name: str, type_: FamilyType, unit: str, help_: str, *, source: str,
-         extra: tuple[str, ...] = ()) -> Family:
-    return Family(name, type_, unit, help_, GPU_LABELS + extra, "gpu", aggregation=None, windowed=False,
+         extra: tuple[str, ...] = (), labels: tuple[str, ...] = GPU_LABELS) -> Family:
+    return Family(name, type_, unit, help_, labels + extra, "gpu", aggregation=None, windowed=False,
                   autoscaling=False, source=(source,))
 
 
@@ -90,7 +95,7 @@ def _exporter(name: str, type_: FamilyType, unit: str, help_: str, labels: tuple
 _Q = ("quantile",)
 
 FAMILIES: tuple[Family, ...] = (
-    # GPU: read from NVML, attributed to pods through the kubelet pod-resources API.
+    # GPU: read from NVML, keyed on the device; who holds it is its own info series (kubelet pod-resources).
     _gpu("kvscale_gpu_up", "gauge", "", "1 if NVML answered for this GPU in the last collection, 0 if it raised.",
          source="nvmlDeviceGetHandleByIndex"),
     _gpu("kvscale_gpu_utilization_ratio", "gauge", "ratio",
@@ -105,8 +110,13 @@ FAMILIES: tuple[Family, ...] = (
          source="nvmlDeviceGetTemperature"),
     _gpu("kvscale_gpu_sm_clock_hertz", "gauge", "hertz", "Current SM clock.", source="nvmlDeviceGetClockInfo"),
     _gpu("kvscale_gpu_xid_errors_total", "counter", "",
-         "XID error events seen since the exporter started, by XID code.", source="nvmlEventSetWait",
-         extra=("xid",)),
+         "XID error events seen since the exporter started, by XID code. Kept while the GPU is down "
+         "(kvscale_gpu_up 0).", source="nvmlEventSetWait", extra=("xid",)),
+    _gpu("kvscale_gpu_allocation_info", "info", "",
+         "Always 1: the container holding a device (GPU or MIG device), from the kubelet's device-plugin or "
+         "DRA allocations; several series for a shared device. resource is the device-plugin resource or the "
+         "DRA driver, claim the ResourceClaim. Join on (node, uuid).", source="podresources List",
+         labels=GPU_ALLOCATION_LABELS),
     # vLLM: one series per pod, data-parallel engines folded.
     # up is how many pods serve (sum); the adapter does not serve it: a down pod is left out instead.
     _vllm("kvscale_vllm_up", "", "1 if the pod's vLLM /metrics was scraped and read in the last collection, else 0.",

@@ -24,9 +24,10 @@ _SECTIONS: tuple[tuple[Subsystem, str, str], ...] = (
      "`histogram_quantile`; with no observation in the window the series is absent. A target that is "
      "down has `kvscale_vllm_up 0` and no other series."),
     ("gpu", "GPU",
-     "Labels `node`, `gpu`, `uuid`, `gpu_model`, plus `namespace`, `pod`, `container` when the GPU is "
-     "attributed to a pod through the kubelet (empty otherwise). See [gpu.md](gpu.md) for MIG and "
-     "time-slicing."),
+     "Device series carry the device's identity only: `node`, `gpu`, `uuid`, `gpu_model` (a MIG device's "
+     "`gpu` is `INDEX/GI`). Who holds a device is `kvscale_gpu_allocation_info`, joined "
+     "`on (node, uuid)`, so a rescheduled pod never starts new device series. See [gpu.md](gpu.md) for "
+     "MIG, time-slicing and DRA."),
     ("exporter", "The exporter itself", "Health of the exporter's collectors and scrapes."),
 )
 

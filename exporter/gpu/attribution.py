@@ -5,10 +5,11 @@ NVIDIA these are GPU UUIDs (``GPU-...``), MIG device UUIDs (``MIG-...``) and, un
 time-slicing, replica IDs ``UUID::N`` (NVIDIA plugin) or ``UUID/vgpuN`` (GKE): several
 containers then share one physical device.
 
-Two rules keep the numbers honest:
-- a device's series carry pod labels only when exactly one container holds it; a
-  physical GPU shared by several containers is reported once, unattributed, instead of
-  once per pod (summing per-pod GPU memory must never count a GPU twice);
+Devices handed out by Dynamic Resource Allocation arrive here already resolved to a
+UUID (``exporter.gpu.dra``), with their ResourceClaim. Two rules keep the numbers honest:
+- a device's own series never carry pod labels: who holds it is a list of holders per
+  device (an info series each), so a device named by both a device plugin and a DRA
+  claim, or by the same container twice, is held once;
 - a pod's GPU count for the cost metric is the sum of its shares: 1 per whole GPU, the
   MIG device's fraction of its GPU's memory, and for a time-sliced device the pod's
   replicas over all replicas of that device currently allocated (the occupants split
@@ -22,7 +23,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from exporter.collector import PodKey
-from exporter.gpu.readings import Owner
+from exporter.gpu.readings import Holder, Owner
 
 GPU_RESOURCE_PREFIXES = ("nvidia.com/gpu", "nvidia.com/mig-")
 """``nvidia.com/gpu``, its renamed time-sliced form ``nvidia.com/gpu.shared``, and MIG strategies."""
@@ -38,7 +39,10 @@ class Allocation:
     pod: str
     container: str
     resource: str
+    """The device plugin's resource name, or the DRA driver's name."""
     device_ids: tuple[str, ...]
+    claim: str = ""
+    """The DRA ResourceClaim the devices come through; "" for a device plugin (its resource is then checked)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,8 +56,8 @@ class MigDevice:
 
 @dataclass
 class Attribution:
-    owners: dict[str, Owner] = field(default_factory=dict)
-    """Device UUID (GPU or MIG) -> the single container holding it."""
+    holders: dict[str, tuple[Holder, ...]] = field(default_factory=dict)
+    """Device UUID (GPU or MIG) -> the containers holding it, sorted (several when shared)."""
     pod_gpus: dict[PodKey, float] = field(default_factory=dict)
     """(namespace, pod) -> GPUs it holds, fractional under MIG and time-slicing."""
     unresolved: tuple[str, ...] = ()
@@ -71,32 +75,37 @@ def is_gpu_resource(resource: str) -> bool:
 
 def holdings(allocations: Iterable[Allocation]) -> dict[str, dict[Owner, int]]:
     """Device UUID -> {container: number of distinct device IDs (replicas) it holds}."""
+    return {uuid: {owner: count for owner, (count, _) in held.items()} for uuid, held in _grants(allocations).items()}
+
+
+def _grants(allocations: Iterable[Allocation]) -> dict[str, dict[Owner, tuple[int, Holder]]]:
+    """Device UUID -> {container: (replicas it holds, how it got them)}; a DRA grant wins over a plugin's."""
     seen: set[tuple[Owner, str]] = set()
-    out: dict[str, dict[Owner, int]] = {}
+    out: dict[str, dict[Owner, tuple[int, Holder]]] = {}
     for alloc in allocations:
-        if not is_gpu_resource(alloc.resource):
+        if not alloc.claim and not is_gpu_resource(alloc.resource):
             continue
         owner = (alloc.namespace, alloc.pod, alloc.container)
+        holder = Holder(*owner, resource=alloc.resource, claim=alloc.claim)
         for device_id in alloc.device_ids:
-            if not device_id or (owner, device_id) in seen:
-                continue  # a repeated ID is one device, not two
+            if not device_id:
+                continue
+            # A repeated ID (or a plugin and a claim naming one device) is one device, not two.
+            repeated = (owner, device_id) in seen
             seen.add((owner, device_id))
             held = out.setdefault(base_device(device_id), {})
-            held[owner] = held.get(owner, 0) + 1
+            count, known = held.get(owner, (0, holder))
+            held[owner] = (count + (0 if repeated else 1), holder if holder.claim and not known.claim else known)
     return out
 
 
 def attribute(allocations: Iterable[Allocation], *, mig: Mapping[str, MigDevice]) -> Attribution:
-    """Owners of each device and GPU shares of each pod; see the module docstring."""
-    held = holdings(allocations)
+    """Holders of each device and GPU shares of each pod; see the module docstring."""
     result = Attribution()
     unresolved: list[str] = []
-    physical: dict[str, set[Owner]] = {}
-    for uuid, holders in sorted(held.items()):
-        if len(holders) == 1:
-            result.owners[uuid] = next(iter(holders))
-        parent = mig[uuid].parent_uuid if uuid in mig else uuid
-        physical.setdefault(parent, set()).update(holders)
+    for uuid, grants in sorted(_grants(allocations).items()):
+        result.holders[uuid] = tuple(sorted(holder for _, holder in grants.values()))
+        holders = {owner: count for owner, (count, _) in grants.items()}
         if uuid.startswith("MIG-") and uuid not in mig:
             unresolved.append(uuid)
             continue
@@ -105,11 +114,5 @@ def attribute(allocations: Iterable[Allocation], *, mig: Mapping[str, MigDevice]
         for (namespace, pod, _), count in holders.items():
             key = (namespace, pod)
             result.pod_gpus[key] = result.pod_gpus.get(key, 0.0) + unit * count / replicas
-    for parent, containers in physical.items():
-        if len(containers) == 1:
-            # The board (power, temperature, clock) belongs to a pod only if nobody else is on it.
-            result.owners[parent] = next(iter(containers))
-        else:
-            result.owners.pop(parent, None)
     result.unresolved = tuple(unresolved)
     return result

@@ -13,18 +13,24 @@ import asyncio
 import logging
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from exporter.collector import CycleContext, Series
 from exporter.gpu import NvmlFailure, PodResourcesError
 from exporter.gpu.attribution import Allocation, Attribution, attribute
 from exporter.gpu.nvml import Nvml, NvmlReading
 from exporter.gpu.podresources import PodResourcesClient
-from exporter.gpu.readings import gpu_series
+from exporter.gpu.readings import allocation_series, gpu_series
 
 log = logging.getLogger(__name__)
 
 PODRESOURCES = "podresources"
+PodUids = Callable[[], Mapping[tuple[str, str], str]]
+"""(namespace, pod) -> pod UID, from the Kubernetes API when the exporter watches it."""
+
+
+def _no_uids() -> Mapping[tuple[str, str], str]:
+    return {}
 
 
 class GpuCollector:
@@ -32,15 +38,21 @@ class GpuCollector:
 
     name = "nvml"
 
-    def __init__(self, *, nvml: Nvml, node_name: str, pod_resources: PodResourcesClient | None) -> None:
+    def __init__(self, *, nvml: Nvml, node_name: str, pod_resources: PodResourcesClient | None,
+                 pod_uids: PodUids = _no_uids) -> None:
         self._nvml = nvml
         self._node = node_name
         self._pod_resources = pod_resources
+        self._pod_uids = pod_uids
+        # (device UUID, XID) -> events since start. Kept while a device is down (a counter's history
+        # is not lost because the GPU stopped answering); dropped only when the device leaves NVML's
+        # inventory (a MIG device removed by re-partitioning), so the dict stays bounded.
         self._xids: dict[tuple[str, int], int] = {}
         # Held while a worker thread is inside NVML; a hung driver call keeps it, and later
         # cycles fail fast instead of piling up threads behind it.
         self._busy = threading.Lock()
         self._last_error: str | None = None
+        self._asked: set[str] = set()
 
     async def collect(self, ctx: CycleContext) -> Sequence[Series]:
         reading_task = asyncio.ensure_future(asyncio.to_thread(self._read))
@@ -56,7 +68,12 @@ class GpuCollector:
             reading, failure = None, exc
         attribution = attribute(allocations, mig=self._nvml.mig_devices) if allocations is not None else Attribution()
         if attribution.unresolved:
+            # A MIG device created after discovery (DRA creates them on demand): look again next cycle.
+            # Once per new UUID: re-discovery re-creates the event set, which must not happen every cycle.
             log.debug("MIG devices allocated to pods but unknown to NVML: %s", ", ".join(attribution.unresolved))
+            if not self._asked.issuperset(attribution.unresolved):
+                self._nvml.rediscover()
+        self._asked = set(attribution.unresolved)
         for pod, share in attribution.pod_gpus.items():
             # Fractional under MIG and time-slicing (see attribution.py).
             ctx.pod_gpus[pod] = share
@@ -64,8 +81,13 @@ class GpuCollector:
             raise failure or NvmlFailure("no NVML reading")
         for event in reading.xids:
             self._xids[event] = self._xids.get(event, 0) + 1
-        series = gpu_series(reading.readings, node=self._node, owners=attribution.owners, xids=self._xids)
-        return [*series, *health]
+        known = {r.ref.uuid for r in reading.readings}
+        for event in [e for e in self._xids if e[0] not in known]:
+            del self._xids[event]
+        series = gpu_series(reading.readings, node=self._node, xids=self._xids)
+        holders = allocation_series(attribution.holders, [r.ref for r in reading.readings], node=self._node,
+                                    pod_uids=self._pod_uids())
+        return [*series, *holders, *health]
 
     def _read(self) -> NvmlReading:
         # Taken in the worker thread, so a read that never started cannot leave it held.

@@ -72,6 +72,10 @@ class Nvml:
         self._warned: set[str] = set()
         self._down: dict[str, str] = {}
 
+    def rediscover(self) -> None:
+        """Discover the devices again at the next read (a MIG device appeared that NVML was not asked about)."""
+        self._stale = True
+
     def gpu_count(self) -> int:
         try:
             return int(pynvml.nvmlDeviceGetCount())

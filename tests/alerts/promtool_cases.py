@@ -17,12 +17,14 @@ EXP = 'job="kvscale-exporter", instance="10.0.0.1:9400"'
 POD = 'namespace="demo", pod="vllm-a", model_name="tiny-llama"'
 POD_LABELS = {"job": "kvscale-exporter", "instance": "10.0.0.1:9400",
               "namespace": "demo", "pod": "vllm-a", "model_name": "tiny-llama"}
-GPU = ('node="gpu-node-1", gpu="0", uuid="GPU-1234", gpu_model="NVIDIA H100 80GB HBM3", '
-       'namespace="demo", pod="vllm-a", container="vllm"')
+GPU = 'node="gpu-node-1", gpu="0", uuid="GPU-1234", gpu_model="NVIDIA H100 80GB HBM3"'
 GPU_LABELS = {"job": "kvscale-exporter", "instance": "10.0.0.1:9400", "node": "gpu-node-1", "gpu": "0",
-              "uuid": "GPU-1234", "gpu_model": "NVIDIA H100 80GB HBM3", "namespace": "demo",
-              "pod": "vllm-a", "container": "vllm"}
+              "uuid": "GPU-1234", "gpu_model": "NVIDIA H100 80GB HBM3"}
+# Who holds the GPU is its own info series; the alert text looks it up, the alert labels never carry it.
+HOLDER = (f'kvscale_gpu_allocation_info{{{EXP}, node="gpu-node-1", gpu="0", uuid="GPU-1234", namespace="demo", '
+          'pod="vllm-a", container="vllm", pod_uid="", resource="nvidia.com/gpu", claim=""}', "1x30")
 GPU_TEXT = "GPU 0 (NVIDIA H100 80GB HBM3, GPU-1234) on node gpu-node-1, used by demo/vllm-a"
+IDLE_GPU_TEXT = "GPU 0 (NVIDIA H100 80GB HBM3, GPU-1234) on node gpu-node-1"
 KSM = 'job="kube-state-metrics", namespace="demo"'
 HPA = f'{KSM}, horizontalpodautoscaler="vllm"'
 HPA_LABELS = {"job": "kube-state-metrics", "namespace": "demo", "horizontalpodautoscaler": "vllm"}
@@ -135,13 +137,13 @@ CASES: tuple[Case, ...] = (
                              "HPA treats the pod as missing."),),
          ((_vllm_series("kvscale_vllm_up", "1x30"),),)),
     Case("KvscaleGPULost", 1,
-         ((f"kvscale_gpu_up{{{EXP}, {GPU}}}", "0x30"),),
+         ((f"kvscale_gpu_up{{{EXP}, {GPU}}}", "0x30"), HOLDER),
          (Firing(GPU_LABELS, f"NVML cannot read {GPU_TEXT} for 1m."),),
          (((f"kvscale_gpu_up{{{EXP}, {GPU}}}", "1x30"),),)),
     Case("KvscaleGPUXidErrors", 0,
          ((f'kvscale_gpu_xid_errors_total{{{EXP}, {GPU}, xid="79"}}', "0x15 1x20"),
           # A code seen for the first time appears at 1: increase() alone would miss it.
-          (f'kvscale_gpu_xid_errors_total{{{EXP}, {GPU}, xid="48"}}', "_x16 1x19")),
+          (f'kvscale_gpu_xid_errors_total{{{EXP}, {GPU}, xid="48"}}', "_x16 1x19"), HOLDER),
          (Firing({**GPU_LABELS, "xid": "79"}, f"{GPU_TEXT} reported XID 79 in the last 10m."),
           Firing({**GPU_LABELS, "xid": "48"}, f"{GPU_TEXT} reported XID 48 in the last 10m.")),
          # Errors counted long ago, none since: quiet once they are older than the window.
@@ -151,7 +153,7 @@ CASES: tuple[Case, ...] = (
     Case("KvscaleGPUMemoryNearFull", 5,
          ((f"kvscale_gpu_memory_used_bytes{{{EXP}, {GPU}}}", "76800000000x30"),
           (f"kvscale_gpu_memory_total_bytes{{{EXP}, {GPU}}}", "80000000000x30")),
-         (Firing(GPU_LABELS, f"{GPU_TEXT} has 96% of its memory in use (line 95%) for 5m."),),
+         (Firing(GPU_LABELS, f"{IDLE_GPU_TEXT} has 96% of its memory in use (line 95%) for 5m."),),
          (((f"kvscale_gpu_memory_used_bytes{{{EXP}, {GPU}}}", "76000000000x30"),
            (f"kvscale_gpu_memory_total_bytes{{{EXP}, {GPU}}}", "80000000000x30")),)),
     Case("KvscaleExporterAbsent", 5,

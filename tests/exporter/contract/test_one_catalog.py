@@ -79,4 +79,4 @@ def test_every_vllm_family_names_its_source(fam: Family) -> None:
     if fam.subsystem == "vllm" and fam.name != "kvscale_vllm_up":
         assert fam.source
     if fam.subsystem == "gpu":
-        assert all(s.startswith("nvml") for s in fam.source) and fam.source
+        assert all(s.startswith(("nvml", "podresources")) for s in fam.source) and fam.source

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from exporter.gpu.attribution import Allocation, MigDevice, attribute, base_device, holdings, is_gpu_resource
+from exporter.gpu.readings import Holder
 
 GPU_A = "GPU-6513270e-269e-4d37-b2a7-4de452e6b438"
 GPU_B = "GPU-d23f0824-128b-4f33-8c5c-7fd0a6a3a450"
@@ -15,8 +16,13 @@ MIGS = {MIG_1: MigDevice(GPU_A, 0.125), MIG_2: MigDevice(GPU_A, 0.125), MIG_3: M
 
 
 def alloc(pod: str, *ids: str, resource: str = "nvidia.com/gpu", container: str = "vllm",
-          namespace: str = "demo") -> Allocation:
-    return Allocation(namespace, pod, container, resource, ids)
+          namespace: str = "demo", claim: str = "") -> Allocation:
+    return Allocation(namespace, pod, container, resource, ids, claim=claim)
+
+
+def held(pod: str, resource: str = "nvidia.com/gpu", container: str = "vllm", namespace: str = "demo",
+         claim: str = "") -> Holder:
+    return Holder(namespace, pod, container, resource, claim)
 
 
 @pytest.mark.parametrize(("device_id", "base"), [
@@ -51,38 +57,54 @@ def test_holdings_count_distinct_replicas_and_skip_other_resources() -> None:
     assert held == {GPU_A: {("demo", "a", "vllm"): 2, ("demo", "b", "vllm"): 1}}
 
 
-@pytest.mark.parametrize(("allocations", "owners", "pod_gpus"), [
+P = "nvidia.com/gpu"
+M1, M3 = "nvidia.com/mig-1g.10gb", "nvidia.com/mig-3g.40gb"
+
+
+@pytest.mark.parametrize(("allocations", "holders", "pod_gpus"), [
     pytest.param([alloc("a", GPU_A, GPU_B)],
-                 {GPU_A: ("demo", "a", "vllm"), GPU_B: ("demo", "a", "vllm")}, {("demo", "a"): 2.0},
-                 id="whole GPUs"),
+                 {GPU_A: (held("a"),), GPU_B: (held("a"),)}, {("demo", "a"): 2.0}, id="whole GPUs"),
     pytest.param([alloc("a", GPU_A), alloc("b", GPU_B, container="engine", namespace="prod")],
-                 {GPU_A: ("demo", "a", "vllm"), GPU_B: ("prod", "b", "engine")},
+                 {GPU_A: (held("a"),), GPU_B: (held("b", container="engine", namespace="prod"),)},
                  {("demo", "a"): 1.0, ("prod", "b"): 1.0}, id="one GPU each"),
     pytest.param([alloc("a", f"{GPU_A}::0"), alloc("b", f"{GPU_A}::1")],
-                 {}, {("demo", "a"): 0.5, ("demo", "b"): 0.5}, id="time-sliced between two pods"),
+                 {GPU_A: (held("a"), held("b"))}, {("demo", "a"): 0.5, ("demo", "b"): 0.5},
+                 id="time-sliced between two pods: both hold it"),
     pytest.param([alloc("a", f"{GPU_A}::0", f"{GPU_A}::3"), alloc("b", f"{GPU_A}::1")],
-                 {}, {("demo", "a"): pytest.approx(2 / 3), ("demo", "b"): pytest.approx(1 / 3)},
+                 {GPU_A: (held("a"), held("b"))},
+                 {("demo", "a"): pytest.approx(2 / 3), ("demo", "b"): pytest.approx(1 / 3)},
                  id="time-sliced, unequal replicas"),
     pytest.param([alloc("a", f"{GPU_A}::0", f"{GPU_A}::1")],
-                 {GPU_A: ("demo", "a", "vllm")}, {("demo", "a"): 1.0}, id="all replicas in one pod"),
+                 {GPU_A: (held("a"),)}, {("demo", "a"): 1.0}, id="all replicas in one pod"),
     pytest.param([alloc("a", f"{GPU_A}::0", container="c1"), alloc("a", f"{GPU_A}::1", container="c2")],
-                 {}, {("demo", "a"): 1.0}, id="two containers of one pod share a GPU"),
-    pytest.param([alloc("a", MIG_1, resource="nvidia.com/mig-1g.10gb"),
-                  alloc("b", MIG_3, resource="nvidia.com/mig-3g.40gb")],
-                 {MIG_1: ("demo", "a", "vllm"), MIG_3: ("demo", "b", "vllm")},
+                 {GPU_A: (held("a", container="c1"), held("a", container="c2"))}, {("demo", "a"): 1.0},
+                 id="two containers of one pod share a GPU"),
+    pytest.param([alloc("a", MIG_1, resource=M1), alloc("b", MIG_3, resource=M3)],
+                 {MIG_1: (held("a", M1),), MIG_3: (held("b", M3),)},
                  {("demo", "a"): 0.125, ("demo", "b"): 0.5}, id="MIG devices of one GPU, two pods"),
-    pytest.param([alloc("a", MIG_1, MIG_2, resource="nvidia.com/mig-1g.10gb")],
-                 {MIG_1: ("demo", "a", "vllm"), MIG_2: ("demo", "a", "vllm"), GPU_A: ("demo", "a", "vllm")},
-                 {("demo", "a"): 0.25}, id="MIG devices all in one pod: the board is the pod's"),
+    pytest.param([alloc("a", MIG_1, MIG_2, resource=M1)],
+                 {MIG_1: (held("a", M1),), MIG_2: (held("a", M1),)},
+                 {("demo", "a"): 0.25}, id="MIG devices all in one pod: the board has no holder of its own"),
     pytest.param([alloc("a", f"{MIG_1}::0"), alloc("b", f"{MIG_1}::1")],
-                 {}, {("demo", "a"): 0.0625, ("demo", "b"): 0.0625}, id="MIG device time-sliced"),
+                 {MIG_1: (held("a"), held("b"))}, {("demo", "a"): 0.0625, ("demo", "b"): 0.0625},
+                 id="MIG device time-sliced"),
     pytest.param([alloc("a", GPU_A, resource="cpu")], {}, {}, id="not a GPU resource"),
+    pytest.param([alloc("a", GPU_A, resource="gpu.nvidia.com", claim="c1")],
+                 {GPU_A: (held("a", "gpu.nvidia.com", claim="c1"),)}, {("demo", "a"): 1.0},
+                 id="a DRA claim (already resolved to a UUID)"),
+    pytest.param([alloc("a", GPU_A), alloc("a", GPU_A, resource="gpu.nvidia.com", claim="c1")],
+                 {GPU_A: (held("a", "gpu.nvidia.com", claim="c1"),)}, {("demo", "a"): 1.0},
+                 id="device plugin and DRA claim name one device: held once, as the claim"),
+    pytest.param([alloc("a", GPU_A, resource="gpu.nvidia.com", claim="shared"),
+                  alloc("b", GPU_A, resource="gpu.nvidia.com", claim="shared")],
+                 {GPU_A: (held("a", "gpu.nvidia.com", claim="shared"), held("b", "gpu.nvidia.com", claim="shared"))},
+                 {("demo", "a"): 0.5, ("demo", "b"): 0.5}, id="one claim shared by two pods"),
     pytest.param([], {}, {}, id="nothing allocated"),
 ])
-def test_attribute(allocations: list[Allocation], owners: dict[str, tuple[str, str, str]],
+def test_attribute(allocations: list[Allocation], holders: dict[str, tuple[Holder, ...]],
                    pod_gpus: dict[tuple[str, str], float]) -> None:
     result = attribute(allocations, mig=MIGS)
-    assert result.owners == owners
+    assert result.holders == holders
     assert result.pod_gpus == pod_gpus
     assert result.unresolved == ()
 
@@ -104,4 +126,4 @@ def test_unknown_mig_device_is_unresolved_not_guessed() -> None:
     result = attribute([alloc("a", unknown, GPU_B)], mig=MIGS)
     assert result.unresolved == (unknown,)
     assert result.pod_gpus == {("demo", "a"): 1.0}  # GPU_B only
-    assert result.owners[unknown] == ("demo", "a", "vllm")  # its series (if any) still get labels
+    assert result.holders[unknown] == (held("a"),)  # its holder is still published

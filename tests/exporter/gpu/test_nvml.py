@@ -27,8 +27,7 @@ def test_h100_node_reads_every_gpu_in_base_units(nvml_child: Any) -> None:
     assert cycle.by_gpu("kvscale_gpu_up") == {str(i): 1.0 for i in range(8)}
     assert {cycle.labels("kvscale_gpu_up", str(i))["uuid"] for i in range(8)} == set(uuids)
     assert cycle.labels("kvscale_gpu_power_watts", "2") == {
-        "node": "gpu-node-1", "gpu": "2", "uuid": uuids[2], "gpu_model": "NVIDIA H100 80GB HBM3",
-        "namespace": "", "pod": "", "container": ""}
+        "node": "gpu-node-1", "gpu": "2", "uuid": uuids[2], "gpu_model": "NVIDIA H100 80GB HBM3"}
     assert cycle.by_gpu("kvscale_gpu_power_watts")["2"] == 540.25
     assert cycle.by_gpu("kvscale_gpu_utilization_ratio")["0"] == 0.97
     assert cycle.by_gpu("kvscale_gpu_sm_clock_hertz")["2"] == 1965e6
