@@ -20,8 +20,10 @@ from aiohttp import web
 from exporter import __version__
 from exporter.collector import Collector, CollectorRun, CycleContext, Series, health_series, run_collector
 from exporter.render import CONTENT_TYPE, SnapshotCollector, new_registry, render
+from exporter.serving import QuietExceptionHandler, guarded_runner, start_site
 from exporter.settings import Settings
 from exporter.vllm.collector import VllmCollector
+from exporter.vllm.limits import TargetLimits
 from exporter.vllm.series import VllmPolicy
 from exporter.vllm.targets import StaticTargets, TargetError, TargetSource, parse_static
 
@@ -45,6 +47,8 @@ class Exporter:
         self._registry = new_registry(self._snapshot)
         self.body = b""
         self.cycles = 0
+        self.failed_cycles = 0
+        self.started_at = time.monotonic()
         self.last_cycle_at: float | None = None
         self._ready_check = ready_check
         self._clock = clock
@@ -76,7 +80,11 @@ class Exporter:
         interval = self.settings.interval
         next_at = time.monotonic()
         while True:
-            await self.run_cycle()
+            try:
+                await self.run_cycle()
+            except Exception:  # a bug in one cycle must not end the exporter; /healthz turns 503 if it persists
+                self.failed_cycles += 1
+                log.exception("collection cycle failed; the last good /metrics is served until one succeeds")
             next_at += interval
             delay = next_at - time.monotonic()
             if delay < 0:  # an overrun cycle skips slots instead of bunching up
@@ -99,8 +107,10 @@ class Exporter:
         return web.Response(body=self.body, headers={"Content-Type": CONTENT_TYPE})
 
     async def _healthz(self, request: web.Request) -> web.Response:
-        stale = self.last_cycle_at is not None and time.monotonic() - self.last_cycle_at > 3 * self.settings.interval
-        if stale:
+        """200 once a collection completed and while they keep completing (within three intervals)."""
+        if self.last_cycle_at is None:
+            return web.Response(status=503, text="first collection still running\n")
+        if time.monotonic() - self.last_cycle_at > 3 * self.settings.interval:
             return web.Response(status=503, text="collection loop stalled\n")
         return web.Response(text="ok\n")
 
@@ -166,21 +176,30 @@ async def serve(settings: Settings, *, started: asyncio.Event | None = None) -> 
     policy = VllmPolicy(window_seconds=settings.window, quantiles=tuple(settings.quantiles),
                         thresholds=settings.policy, gpu_price_per_hour=settings.gpu_price_per_hour or None,
                         default_gpus_per_pod=settings.gpus_per_pod)
+    limits = TargetLimits(max_models=settings.max_models_per_target, max_engines=settings.max_engines_per_target,
+                          max_series=settings.max_series_per_target,
+                          max_label_value_bytes=settings.max_label_value_bytes)
+    asyncio.get_running_loop().set_exception_handler(QuietExceptionHandler())
     connector = aiohttp.TCPConnector(limit=64, limit_per_host=2, force_close=False)
+    # Two threads: reading bodies (a read past its deadline finishes there alone), and deriving and
+    # rendering, which therefore never waits behind a slow read.
+    reader = ThreadPoolExecutor(max_workers=2, thread_name_prefix="kvscale-read")
     cpu = ThreadPoolExecutor(max_workers=1, thread_name_prefix="kvscale-cpu")
     async with aiohttp.ClientSession(connector=connector, trust_env=False) as session:
-        vllm = VllmCollector(source=source, session=session, policy=policy, cpu=cpu,
+        vllm = VllmCollector(source=source, session=session, policy=policy, cpu=reader, limits=limits,
                              scrape_timeout=settings.scrape_timeout, max_body_bytes=settings.max_body_bytes)
         exporter = Exporter(settings=settings, vllm=vllm, others=others, ready_check=lambda: vllm.ready, cpu=cpu)
-        runner = web.AppRunner(exporter.app(), access_log=None)
+        app = exporter.app()
+        runner, guard = guarded_runner(app, max_connections=settings.http_max_connections,
+                                       idle_timeout=settings.http_idle_timeout)
         await runner.setup()
         host, _, port = settings.listen.rpartition(":")
-        site = web.TCPSite(runner, host.strip("[]"), int(port))
         try:
-            await site.start()
+            server = await start_site(runner, guard, host.strip("[]"), int(port))
         except OSError as exc:
             await runner.cleanup()
-            cpu.shutdown(wait=False, cancel_futures=True)
+            for pool in (reader, cpu):
+                pool.shutdown(wait=False, cancel_futures=True)
             await vllm.close()
             for collector in others:
                 await collector.close()
@@ -196,5 +215,7 @@ async def serve(settings: Settings, *, started: asyncio.Event | None = None) -> 
                     await collector.close()
                 except Exception:  # one failed release must not keep the others (or the port) held
                     log.exception("closing collector %s failed", collector.name)
+            server.close()
             await runner.cleanup()
-            cpu.shutdown(wait=False, cancel_futures=True)
+            for pool in (reader, cpu):
+                pool.shutdown(wait=False, cancel_futures=True)

@@ -59,6 +59,20 @@ class Settings:
     pod_resources_socket: str = _f("/var/lib/kubelet/pod-resources/kubelet.sock",
                                    "kubelet pod-resources socket for GPU-to-pod attribution.", metavar="PATH")
     log_level: str = _f("info", "Log level: debug, info, warning, error.", metavar="LEVEL")
+    max_models_per_target: int = _f(10, "Most model_name values one target may report; past it the target is "
+                                        "down with reason 'limit'.", metavar="N")
+    max_engines_per_target: int = _f(256, "Most engines (model, engine pairs) one target may report; past it the "
+                                          "target is down with reason 'limit'.", metavar="N")
+    max_series_per_target: int = _f(50_000, "Most counter series and histogram buckets kept per target (about 150 "
+                                            "per engine); past it the target is down with reason 'limit'.",
+                                    metavar="N")
+    max_label_value_bytes: int = _f(512, "Longest label value (model_name, engine) a target may report, in bytes; "
+                                         "past it the target is down with reason 'limit'.", metavar="BYTES")
+    http_max_connections: int = _f(256, "Most open connections to this exporter's HTTP server; at the limit a new "
+                                        "connection displaces the longest-idle one, or is closed if all are busy.",
+                                   metavar="N")
+    http_idle_timeout: float = _f(15.0, "Seconds a connection may stay without a complete request (idle keep-alive, "
+                                        "or request headers still arriving) before it is closed.", metavar="SECONDS")
     # Saturation reads kv_target, queue_target and ttft_p95_slo_seconds.
     policy: Policy = policy_field()
 
@@ -77,7 +91,7 @@ def _check(s: Settings) -> None:
     host, sep, port = s.listen.rpartition(":")
     if not sep or not host or not port.isdigit() or not 0 <= int(port) < 65536:
         raise SettingsError(f"listen: {s.listen!r} is not HOST:PORT", field="listen")
-    for name in ("interval", "window", "scrape_timeout", "gpus_per_pod"):
+    for name in ("interval", "window", "scrape_timeout", "gpus_per_pod", "http_idle_timeout"):
         value = getattr(s, name)
         if not math.isfinite(value) or value <= 0:
             raise SettingsError(f"{name}: must be a positive number, got {value!r}", field=name)
@@ -94,6 +108,10 @@ def _check(s: Settings) -> None:
         raise SettingsError(f"max_body_bytes: must be at least 1024, got {s.max_body_bytes}", field="max_body_bytes")
     if not 0 < s.pod_port < 65536:
         raise SettingsError(f"pod_port: {s.pod_port} is not a port", field="pod_port")
+    for name in ("max_models_per_target", "max_engines_per_target", "max_series_per_target",
+                 "max_label_value_bytes", "http_max_connections"):
+        if getattr(s, name) < 1:
+            raise SettingsError(f"{name}: must be at least 1, got {getattr(s, name)}", field=name)
     if not s.quantiles or any(not 0 < q < 1 for q in s.quantiles):
         raise SettingsError(f"quantiles: each must be in (0, 1), got {s.quantiles!r}", field="quantiles")
 

@@ -60,6 +60,8 @@ def histogram_quantile(q: float, buckets: Buckets) -> float:
         bucket_start = ordered[b - 1][0]
         count -= ordered[b - 1][1]
         rank -= ordered[b - 1][1]
+    if count == 0:  # rank 0 in an empty bucket (q * a subnormal total rounds to 0): Go's 0/0 is NaN
+        return math.nan
     return bucket_start + (bucket_end - bucket_start) * (rank / count)
 
 

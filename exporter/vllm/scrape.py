@@ -7,6 +7,7 @@ fixed ``reason`` (used as a metric label, so the set is closed) and a message fo
 from __future__ import annotations
 
 import asyncio
+from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
 
@@ -17,7 +18,9 @@ from exporter.vllm.reading import SELECTION, PodReading, ReadingError, read
 # OpenMetrics is negotiated (client_python #1177).
 ACCEPT = "text/plain;version=0.0.4;q=1,*/*;q=0.1"
 
-REASONS = ("timeout", "connect", "http_status", "body_too_large", "parse", "invalid")
+REASONS = ("timeout", "connect", "http_status", "body_too_large", "parse", "invalid", "limit", "derive")
+"""``limit``: the reading exceeds a per-target bound (models, engines, series, label value size);
+``derive``: its values cannot be derived (an overflow, a non-finite result)."""
 
 
 class ScrapeError(Exception):
@@ -29,29 +32,52 @@ class ScrapeError(Exception):
         self.reason = reason
 
 
+def redact(url: str) -> str:
+    """``url`` with any user info (``user:password@``) replaced by ``***@``: for logs and messages."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "<unparsable URL>"
+    if "@" not in parts.netloc:
+        return url
+    return urlunsplit(parts._replace(netloc="***@" + parts.netloc.rpartition("@")[2]))
+
+
+def _scrub(message: str, url: str) -> str:
+    """A library's error text with the URL's user info removed (it may quote the URL)."""
+    netloc = urlsplit(url).netloc
+    if "@" in netloc:
+        message = message.replace(netloc.rpartition("@")[0], "***")
+    return message
+
+
 async def fetch(session: aiohttp.ClientSession, url: str, *, timeout: float, max_bytes: int) -> bytes:
-    """GET ``url``; the body, or ScrapeError. Never reads more than ``max_bytes`` + 1."""
+    """GET ``url``; the body, or ScrapeError. Never reads more than ``max_bytes`` + 1.
+
+    Messages name the URL without its user info (a password in a target URL never reaches a log).
+    """
+    shown = redact(url)
     try:
         async with asyncio.timeout(timeout):
             async with session.get(url, headers={"Accept": ACCEPT}, allow_redirects=False) as resp:
                 if resp.status != 200:
-                    raise ScrapeError("http_status", f"{url} answered HTTP {resp.status}")
+                    raise ScrapeError("http_status", f"{shown} answered HTTP {resp.status}")
                 if resp.content_length is not None and resp.content_length > max_bytes:
-                    raise ScrapeError("body_too_large", f"{url} announced {resp.content_length} bytes "
+                    raise ScrapeError("body_too_large", f"{shown} announced {resp.content_length} bytes "
                                                         f"(limit {max_bytes})")
                 chunks, size = [], 0
                 async for chunk in resp.content.iter_any():
                     size += len(chunk)
                     if size > max_bytes:
-                        raise ScrapeError("body_too_large", f"{url} sent more than {max_bytes} bytes")
+                        raise ScrapeError("body_too_large", f"{shown} sent more than {max_bytes} bytes")
                     chunks.append(chunk)
                 return b"".join(chunks)
     except TimeoutError as exc:
-        raise ScrapeError("timeout", f"{url} did not answer within {timeout:.3g}s") from exc
+        raise ScrapeError("timeout", f"{shown} did not answer within {timeout:.3g}s") from exc
     except aiohttp.ClientPayloadError as exc:
-        raise ScrapeError("parse", f"{url} sent a broken body: {exc}") from exc
+        raise ScrapeError("parse", f"{shown} sent a broken body: {_scrub(str(exc), url)}") from exc
     except (aiohttp.ClientError, OSError) as exc:
-        raise ScrapeError("connect", f"{url}: {exc}") from exc
+        raise ScrapeError("connect", f"{shown}: {_scrub(str(exc), url)}") from exc
 
 
 def decode(body: bytes) -> PodReading:

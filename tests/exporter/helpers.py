@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
 
+import aiohttp
 from aiohttp import web
 
+from exporter.app import Exporter
+from exporter.collector import Series
+from exporter.settings import build
+from exporter.vllm.collector import VllmCollector
+from exporter.vllm.series import VllmPolicy
+from exporter.vllm.targets import StaticTargets, parse_static
 from simulator.target import TargetState, load_template, make_app
 from tests.conftest import VLLM_FIXTURES, free_port
 
@@ -54,3 +62,46 @@ def text_app(body: bytes, status: int = 200) -> web.Application:
     app = web.Application()
     app.router.add_get("/metrics", handler)
     return app
+
+
+class Body:
+    """A /metrics body a test changes between collections; ``app()`` serves the current one."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+    def app(self) -> web.Application:
+        async def handler(request: web.Request) -> web.Response:
+            return web.Response(body=self.text.encode(), content_type="text/plain")
+
+        app = web.Application()
+        app.router.add_get("/metrics", handler)
+        return app
+
+
+def by_pod(series: Sequence[Series], family: str) -> dict[str, float]:
+    return {s.labels["pod"] + ("/" + s.labels["quantile"] if "quantile" in s.labels else ""): s.value
+            for s in series if s.family == family}
+
+
+def errors(series: Sequence[Series]) -> dict[tuple[str, str], float]:
+    return {(s.labels["pod"], s.labels["reason"]): s.value for s in series
+            if s.family == "kvscale_exporter_target_errors_total"}
+
+
+@asynccontextmanager
+async def exporter_over(bodies: dict[str, Body], clock: ManualClock, *, cpu: ThreadPoolExecutor | None = None,
+                        decoder: object = None, **values: object) -> AsyncIterator[Exporter]:
+    s = build([("test", {"listen": "127.0.0.1:1", "interval": 1.0, "window": 60.0, "scrape_timeout": 0.5,
+                         **values})])
+    policy = VllmPolicy(window_seconds=s.window, quantiles=tuple(s.quantiles), thresholds=s.policy,
+                        gpu_price_per_hour=None, default_gpus_per_pod=1)
+    async with AsyncExitStack() as stack:
+        specs = [f"ns/{pod}={await stack.enter_async_context(serve_app(body.app()))}/metrics"
+                 for pod, body in bodies.items()]
+        session = await stack.enter_async_context(aiohttp.ClientSession())
+        extra = {"decoder": decoder} if decoder is not None else {}
+        vllm = VllmCollector(source=StaticTargets([parse_static(x) for x in specs]), session=session,
+                             policy=policy, scrape_timeout=s.scrape_timeout, max_body_bytes=s.max_body_bytes,
+                             cpu=cpu, **extra)  # type: ignore[arg-type]
+        yield Exporter(settings=s, vllm=vllm, clock=clock, cpu=cpu)

@@ -49,7 +49,7 @@ async def test_serves_metrics_health_and_readiness_over_http() -> None:
     assert "# EOF" not in body
 
 
-async def test_metrics_and_readyz_are_503_until_the_first_collection() -> None:
+async def test_metrics_healthz_and_readyz_are_503_until_the_first_collection() -> None:
     settings = build([("test", {"listen": "127.0.0.1:1", "nvml": "off"})])
     policy = VllmPolicy(window_seconds=60, quantiles=(0.5,), thresholds=settings.policy,
                         gpu_price_per_hour=None, default_gpus_per_pod=1)
@@ -60,6 +60,8 @@ async def test_metrics_and_readyz_are_503_until_the_first_collection() -> None:
         async with TestClient(TestServer(exporter.app())) as client:
             assert (await client.get("/metrics")).status == 503
             assert (await client.get("/readyz")).status == 503
+            assert (await client.get("/healthz")).status == 503  # alive is: collections complete
             await exporter.run_cycle()
             assert (await client.get("/metrics")).status == 200
             assert (await client.get("/readyz")).status == 200
+            assert (await client.get("/healthz")).status == 200

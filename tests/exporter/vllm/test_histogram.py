@@ -38,6 +38,8 @@ def test_quantile_interpolates_like_promql(q: float, buckets: list[tuple[float, 
     (0.5, [(0.1, 1), (0.5, 2)], "nan"),  # no +Inf bucket
     (0.5, [(INF, 3)], "nan"),  # fewer than two buckets
     (0.5, [(0.1, 0), (INF, 0)], "nan"),  # no observations
+    (0.5, [(0.1, 0), (INF, 5e-324)], "nan"),  # the rank rounds to 0 in an empty bucket: 0/0 as Go computes it
+    (0.0, [(0.1, 0), (1, 4), (INF, 4)], "nan"),
     (math.nan, [(0.1, 1), (INF, 1)], "nan"),
     (-0.1, [(0.1, 1), (INF, 1)], "-inf"),
     (1.1, [(0.1, 1), (INF, 1)], "inf"),
