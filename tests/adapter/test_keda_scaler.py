@@ -250,3 +250,24 @@ async def test_a_rotated_serving_certificate_is_served_without_a_restart(served:
             await asyncio.sleep(0.2)
         finally:
             await fresh.close()
+
+
+async def test_the_simulators_keda_model_reads_through_the_scaler(served: Served) -> None:
+    from simulator.autoscaling.keda import ScaledObject, ScaledObjectSpec, Trigger
+    from simulator.autoscaling.keda_grpc import ScalerSource
+
+    leaf = served.pki.client_ca.issue_cert(common_name="keda-operator")
+    source = ScalerSource(served.address, namespace="llm", workload={"deployment": "vllm"},
+                          root_certificates=served.pki.server_ca.cert_pem.bytes(),
+                          private_key=leaf.private_key_pem.bytes(),
+                          certificate_chain=b"".join(b.bytes() for b in leaf.cert_chain_pems))
+    model = ScaledObject(ScaledObjectSpec([Trigger("kvscale_vllm_requests_waiting", 5.0, type="external")]))
+    try:
+        assert await asyncio.to_thread(model.served_value, "s0-external", source, 2) == 12005.0
+        served.harness.exporter.status = 500
+        served.clock.now += 60
+        await served.harness.provider.refresh_once()
+        assert await asyncio.to_thread(model.served_value, "s0-external", source, 2) is None  # unknown, not 0
+        assert model.failures == 1  # counted toward fallback, as KEDA does
+    finally:
+        source.close()
