@@ -1,0 +1,128 @@
+"""The exporter's HTTP server under hostile clients (issue 11, defects 6 and 7), through ``serve``."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import aiohttp
+import pytest
+
+from exporter.app import serve
+from exporter.serving import QuietExceptionHandler
+from exporter.settings import build
+from tests.conftest import free_port
+from tests.exporter.helpers import ManualClock
+
+
+@asynccontextmanager
+async def exporter(**values: object) -> AsyncIterator[str]:
+    """A running exporter (no targets) after its first collection; yields HOST:PORT."""
+    listen = f"127.0.0.1:{free_port()}"
+    settings = build([("test", {"listen": listen, "nvml": "off", "kubernetes": "off", "interval": 0.2,
+                                "window": 2.0, "scrape_timeout": 0.1, **values})])
+    started = asyncio.Event()
+    task = asyncio.create_task(serve(settings, started=started))
+    try:
+        await asyncio.wait_for(started.wait(), 10)
+        async with aiohttp.ClientSession() as session:
+            for _ in range(100):
+                async with session.get(f"http://{listen}/healthz") as resp:
+                    if resp.status == 200:
+                        break
+                await asyncio.sleep(0.05)
+        yield listen
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+async def half_request(listen: str) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """A connection that starts a request and never finishes its headers (slowloris)."""
+    host, _, port = listen.rpartition(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    writer.write(b"GET /metrics HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+    await writer.drain()
+    return reader, writer
+
+
+async def closed_by_server(reader: asyncio.StreamReader, wait: float) -> bool:
+    try:
+        return await asyncio.wait_for(reader.read(), wait) == b""
+    except ConnectionResetError:
+        return True
+    except TimeoutError:
+        return False
+
+
+async def test_connections_are_capped_and_a_scraper_displaces_idle_ones() -> None:
+    async with exporter(http_max_connections=8) as listen:
+        hostile = [await half_request(listen) for _ in range(40)]
+        async with aiohttp.ClientSession() as session:
+            for _ in range(5):
+                async with session.get(f"http://{listen}/metrics") as resp:
+                    assert resp.status == 200
+        gone = await asyncio.gather(*(closed_by_server(r, 2.0) for r, _ in hostile))
+        for _, writer in hostile:
+            writer.close()
+    assert sum(not g for g in gone) <= 8
+    assert gone[0]  # the longest idle went first
+
+
+async def test_a_request_whose_headers_never_complete_is_closed_after_the_idle_timeout() -> None:
+    async with exporter(http_idle_timeout=0.5) as listen:
+        reader, writer = await half_request(listen)
+        assert await closed_by_server(reader, 10.0)  # aiohttp's default would hold it 3,630 s
+        writer.close()
+
+
+async def test_an_idle_keep_alive_connection_is_closed_after_the_idle_timeout() -> None:
+    async with exporter(http_idle_timeout=0.5) as listen:
+        host, _, port = listen.rpartition(":")
+        reader, writer = await asyncio.open_connection(host, int(port))
+        writer.write(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert (await reader.readuntil(b"ok\n")).startswith(b"HTTP/1.1 200")
+        assert await closed_by_server(reader, 10.0)
+        writer.close()
+
+
+async def test_oversized_headers_are_refused_not_buffered() -> None:
+    async with exporter() as listen, aiohttp.ClientSession() as session:
+        async with session.get(f"http://{listen}/metrics", headers={"X-Big": "a" * 5000}) as resp:
+            assert resp.status in (400, 431)
+        headers = {f"X-H{i}": "v" for i in range(40)}
+        async with session.get(f"http://{listen}/metrics", headers=headers) as resp:
+            assert resp.status in (400, 431)
+        async with session.get(f"http://{listen}/metrics") as resp:
+            assert resp.status == 200
+
+
+async def test_serve_installs_the_quiet_exception_handler() -> None:
+    async with exporter():
+        assert isinstance(asyncio.get_running_loop().get_exception_handler(), QuietExceptionHandler)
+
+
+def test_the_exception_handler_logs_one_traceback_per_kind_and_interval(caplog: pytest.LogCaptureFixture) -> None:
+    clock = ManualClock(0.0)
+    handler = QuietExceptionHandler(interval=10.0, clock=clock)
+    loop = asyncio.new_event_loop()
+    emfile = OSError(errno.EMFILE, "Too many open files")
+    try:
+        with caplog.at_level(logging.ERROR, logger="exporter.serving"):
+            for _ in range(1000):  # what accept() past the descriptor limit produces
+                handler(loop, {"message": "socket.accept() out of system resource", "exception": emfile})
+                clock.now += 0.001
+            handler(loop, {"message": "another error", "exception": ValueError("x")})
+            clock.now += 10
+            handler(loop, {"message": "socket.accept() out of system resource", "exception": emfile})
+    finally:
+        loop.close()
+    records = caplog.records
+    assert len(records) == 3
+    assert records[0].exc_info is not None and records[2].exc_info is None
+    assert "999 more like it" in records[2].getMessage()
