@@ -240,6 +240,8 @@ class Load:
     sent: int = 0
     done: int = 0
     errors: list[str] = field(default_factory=list)
+    latencies: list[float] = field(default_factory=list)
+    """Seconds from sending each completed request to its full answer."""
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     def start(self) -> Load:
@@ -250,12 +252,14 @@ class Load:
         body = {"prompt": list(range(self.prompt_tokens)), "max_tokens": self.max_tokens}
         while True:
             self.sent += 1
+            sent = time.monotonic()
             try:
                 async with self.session.post(self.url + "/v1/completions", json=body) as resp:
                     await resp.read()
                     if resp.status != 200:
                         self.errors.append(f"HTTP {resp.status}")
                 self.done += 1
+                self.latencies.append(time.monotonic() - sent)
             except aiohttp.ClientError as exc:
                 self.errors.append(repr(exc))
             await asyncio.sleep(self.pause)
@@ -356,17 +360,18 @@ def adapter_process(procs: Processes, pki: PKI, name: str, *, exporter_urls: Seq
     return adapter
 
 
-def wait_ready(pki: PKI, url: str, timeout: float = 30.0) -> None:
+def adapter_ready(pki: PKI, url: str) -> bool:
+    """Whether the adapter at ``url`` answers /readyz with 200 (its source has answered)."""
     context = ssl.create_default_context(cafile=str(pki.server_ca_file))
+    try:
+        with urllib.request.urlopen(url + "/readyz", context=context, timeout=2) as resp:
+            return int(resp.status) == 200
+    except OSError:
+        return False
 
-    def ready() -> bool:
-        try:
-            with urllib.request.urlopen(url + "/readyz", context=context, timeout=2) as resp:
-                return int(resp.status) == 200
-        except OSError:
-            return False
 
-    wait_until(f"{url}/readyz", ready, timeout)
+def wait_ready(pki: PKI, url: str, timeout: float = 30.0) -> None:
+    wait_until(f"{url}/readyz", lambda: adapter_ready(pki, url), timeout)
 
 
 class FailoverClient:
