@@ -24,6 +24,8 @@ if [ ! -x .tools/prometheus/usr/bin/prometheus ] || [ ! -x .tools/prometheus/usr
     dpkg-deb -x "$tmp"/prometheus_*.deb .tools/prometheus
     rm -rf "$tmp"
 fi
+# iproute2's `ip`: the chaos tests (tests/chaos) build network namespaces and veth pairs.
+[ "$want_test" != "test" ] || command -v ip >/dev/null 2>&1 || { apt-get update -qq >/dev/null && apt-get install -y -qq iproute2 >/dev/null; }
 # checkov (Kubernetes manifest checks of the Helm chart) in its own venv: its many pinned
 # dependencies must not move .venv's. Reinstalled only when the pinned version changes.
 CHECKOV_VERSION=3.3.30
