@@ -93,6 +93,19 @@ def _autoscaling() -> dict[str, Any]:
     })
 
 
+def _keda() -> dict[str, Any]:
+    """KEDA's external scaler served by the adapter (its own gRPC port)."""
+    return _obj({
+        "enabled": _BOOL, "port": _PORT, "servicePort": _PORT,
+        "allowedNames": {"type": "array", "items": {"type": "string", "minLength": 1}, "minItems": 1},
+        "clientCASecret": _obj({"name": _STR, "key": {"type": "string", "minLength": 1}}),
+        "activationSources": {"type": "object", "additionalProperties": {"type": "string", "pattern": "^https?://"},
+                              "propertyNames": {"pattern": "^[A-Za-z0-9][-A-Za-z0-9_.]*$",
+                                                "not": {"const": "prometheus"}}},
+        "operatorNamespaceSelector": _MAP,
+    })
+
+
 def values_schema(required_strings: frozenset[str] = frozenset()) -> dict[str, Any]:
     """The whole values.schema.json; ``required_strings`` are policy strings the generators need non-empty."""
     policy = json_schema()
@@ -119,5 +132,6 @@ def values_schema(required_strings: frozenset[str] = frozenset()) -> dict[str, A
             "networkPolicy": _obj({"enabled": _BOOL, "apiServerCIDRs": {"type": "array", "items": _STR},
                                    "prometheus": _obj({"namespaceSelector": _MAP, "podSelector": _MAP})}),
             "autoscaling": _autoscaling(),
+            "keda": _keda(),
         }),
     }

@@ -28,6 +28,8 @@ COMBINATIONS: dict[str, dict[str, Any]] = {
     "hpa-tolerance": {"autoscaling": {"mode": "hpa", "target": VLLM,
                                       "scaleUp": {"tolerance": 0.05}, "scaleDown": {"tolerance": 0.15}}},
     "keda": {"autoscaling": {"mode": "keda", "target": VLLM, "metrics": {"kvCache": True}}},
+    "keda-scaler": {"keda": {"enabled": True, "clientCASecret": {"name": "keda-client-ca"},
+                             "activationSources": {"epp": "http://llm-d-epp.llm.svc:9090/metrics"}}},
     "dra": {"dra": {"enabled": True}},
     "no-pod-resources": {"exporter": {"podResources": {"enabled": False}}},
     "prometheus-source": {"adapter": {"source": "prometheus", "serviceMonitor": {"enabled": True}}},
