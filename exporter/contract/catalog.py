@@ -112,6 +112,37 @@ FAMILIES: tuple[Family, ...] = (
     _gpu("kvscale_gpu_xid_errors_total", "counter", "",
          "XID error events seen since the exporter started, by XID code. Kept while the GPU is down "
          "(kvscale_gpu_up 0).", source="nvmlEventSetWait", extra=("xid",)),
+    # GPU health: each signal is its own NVML call, which a device or driver may not support.
+    _gpu("kvscale_gpu_health_supported", "gauge", "",
+         "1 if the device and driver answer this health signal's NVML query, 0 if unsupported (older drivers, "
+         "GPUs without ECC, MIG devices): its series are then absent, not 0.", source="nvmlDevice* health queries",
+         extra=("signal",)),
+    _gpu("kvscale_gpu_health_success", "gauge", "",
+         "For a supported health signal: 1 if its last read worked, 0 if NVML raised (the cause is logged).",
+         source="nvmlDevice* health queries", extra=("signal",)),
+    _gpu("kvscale_gpu_ecc_errors_total", "counter", "",
+         "ECC memory errors by error_type (corrected, uncorrected) and counter_type (volatile: since the "
+         "driver loaded; aggregate: over the GPU's life).", source="nvmlDeviceGetTotalEccErrors",
+         extra=("error_type", "counter_type")),
+    _gpu("kvscale_gpu_clock_event_active", "gauge", "",
+         "1 while this reason holds the clocks down (formerly throttle reasons): sw_power_cap, hw_slowdown, "
+         "sw_thermal_slowdown, hw_thermal_slowdown, hw_power_brake_slowdown, ...; 0 otherwise.",
+         source="nvmlDeviceGetCurrentClocksEventReasons", extra=("reason",)),
+    _gpu("kvscale_gpu_retired_pages", "gauge", "",
+         "Framebuffer pages retired by cause (single_bit_ecc, double_bit_ecc); pre-Ampere page retirement.",
+         source="nvmlDeviceGetRetiredPages", extra=("cause",)),
+    _gpu("kvscale_gpu_retired_pages_pending", "gauge", "",
+         "1 if a page retirement waits for the next GPU reset.", source="nvmlDeviceGetRetiredPagesPendingStatus"),
+    _gpu("kvscale_gpu_remapped_rows", "gauge", "",
+         "Memory rows remapped by cause (correctable, uncorrectable); Ampere and later.",
+         source="nvmlDeviceGetRemappedRows", extra=("cause",)),
+    _gpu("kvscale_gpu_row_remap_pending", "gauge", "",
+         "1 if a row remapping waits for the next GPU reset.", source="nvmlDeviceGetRemappedRows"),
+    _gpu("kvscale_gpu_row_remap_failure", "gauge", "",
+         "1 if a row remapping failed: the GPU should be replaced.", source="nvmlDeviceGetRemappedRows"),
+    _gpu("kvscale_gpu_pcie_replays_total", "counter", "",
+         "PCIe replays (link-level retransmissions) since the driver loaded.",
+         source="nvmlDeviceGetPcieReplayCounter"),
     _gpu("kvscale_gpu_allocation_info", "info", "",
          "Always 1: the container holding a device (GPU or MIG device), from the kubelet's device-plugin or "
          "DRA allocations; several series for a shared device. resource is the device-plugin resource or the "

@@ -19,6 +19,7 @@ import pynvml
 
 from exporter.gpu import NvmlFailure, NvmlUnavailable
 from exporter.gpu.attribution import MigDevice
+from exporter.gpu.health_read import read_health
 from exporter.gpu.readings import DeviceRef, RawReading
 
 log = logging.getLogger(__name__)
@@ -187,6 +188,7 @@ class Nvml:
                 power_milliwatts=self._optional(pynvml.nvmlDeviceGetPowerUsage, h),
                 temperature_celsius=self._optional(pynvml.nvmlDeviceGetTemperature, h, pynvml.NVML_TEMPERATURE_GPU),
                 sm_clock_mhz=self._optional(pynvml.nvmlDeviceGetClockInfo, h, pynvml.NVML_CLOCK_SM),
+                health=read_health(h, device=device.ref.gpu, warn_once=self._warn_key),
             )
         except pynvml.NVMLError as exc:
             return [RawReading(device.ref, error=str(exc)), *(RawReading(ref, error=str(exc))
@@ -242,6 +244,9 @@ class Nvml:
                 name = getattr(call, "__name__", repr(call))
                 self._warn_once(name, "%s is missing from this driver's NVML: its series are left out", name)
             return None
+
+    def _warn_key(self, key: str, message: str) -> None:
+        self._warn_once(key, "%s", message)
 
     def _warn_once(self, key: str, message: str, *args: object) -> None:
         if key not in self._warned:

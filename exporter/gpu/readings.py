@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from exporter.collector import Series
 from exporter.contract.catalog import family
+from exporter.gpu.health import HealthReading, health_series
 
 Owner = tuple[str, str, str]
 """(namespace, pod, container) holding a device."""
@@ -58,6 +59,8 @@ class RawReading:
     power_milliwatts: float | None = None
     temperature_celsius: float | None = None
     sm_clock_mhz: float | None = None
+    health: HealthReading | None = None
+    """ECC, clock events, retired pages, remapped rows, PCIe replays (whole GPUs only)."""
 
 
 # (family, RawReading field, multiplier, divisor) to the catalog's base unit; dividing by
@@ -87,6 +90,8 @@ def device_series(reading: RawReading, *, node: str, xids: Mapping[int, int] | N
             value = getattr(reading, attr)
             if value is not None:
                 out.append(Series(name, labels, float(value) * multiplier / divisor))
+        if reading.health is not None:
+            out.extend(health_series(reading.health, labels))
     for xid, count in sorted((xids or {}).items()):
         out.append(Series("kvscale_gpu_xid_errors_total", {**labels, "xid": str(xid)}, float(count)))
     return out

@@ -11,9 +11,13 @@ import pytest
 from tests.exporter.gpu.conftest import Cycle
 from tests.exporter.gpu.fakenvml import H100X8, MIG, FakeLibs, profile_uuids
 
+REMAP_FAMILIES = {"kvscale_gpu_remapped_rows", "kvscale_gpu_row_remap_pending", "kvscale_gpu_row_remap_failure"}
+HEALTH_FAMILIES = {"kvscale_gpu_health_supported", "kvscale_gpu_health_success", "kvscale_gpu_ecc_errors_total",
+                   "kvscale_gpu_clock_event_active", "kvscale_gpu_retired_pages", "kvscale_gpu_retired_pages_pending",
+                   "kvscale_gpu_pcie_replays_total", *REMAP_FAMILIES}
 GPU_FAMILIES = {"kvscale_gpu_up", "kvscale_gpu_utilization_ratio", "kvscale_gpu_memory_used_bytes",
                 "kvscale_gpu_memory_total_bytes", "kvscale_gpu_power_watts", "kvscale_gpu_temperature_celsius",
-                "kvscale_gpu_sm_clock_hertz"}
+                "kvscale_gpu_sm_clock_hertz", *HEALTH_FAMILIES}
 
 
 def families_of(cycle: Cycle, gpu: str) -> set[str]:
@@ -80,8 +84,8 @@ def test_mig_node_reports_mig_devices_without_double_counting_memory(nvml_child:
     assert [cycle.labels("kvscale_gpu_up", g)["uuid"] for g in ("0/7", "0/8", "0/9", "0/2")] == mig_uuids
     assert cycle.labels("kvscale_gpu_up", "0/2")["gpu_model"] == "NVIDIA H100 80GB HBM3 MIG 3g.40gb"
     # The partitioned board: power, temperature, clock; memory only per MIG device, no utilization.
-    assert families_of(cycle, "0") == {"kvscale_gpu_up", "kvscale_gpu_power_watts",
-                                       "kvscale_gpu_temperature_celsius", "kvscale_gpu_sm_clock_hertz"}
+    assert families_of(cycle, "0") == {"kvscale_gpu_up", "kvscale_gpu_power_watts", "kvscale_gpu_temperature_celsius",
+                                       "kvscale_gpu_sm_clock_hertz", *HEALTH_FAMILIES}
     assert families_of(cycle, "0/8") == {"kvscale_gpu_up", "kvscale_gpu_memory_used_bytes",
                                          "kvscale_gpu_memory_total_bytes", "kvscale_gpu_xid_errors_total"}
     memory = cycle.by_gpu("kvscale_gpu_memory_total_bytes")
@@ -108,7 +112,10 @@ def test_older_driver_without_some_symbols_still_reports_gpus(nvml_child: Any, f
     for cycle in cycles:
         assert cycle.success
         assert cycle.by_gpu("kvscale_gpu_up") == {str(i): 1.0 for i in range(8)}
-        assert families_of(cycle, "1") == GPU_FAMILIES  # no MIG calls: read as whole GPUs
+        # No MIG calls: read as whole GPUs; no row remapping (reported unsupported), clock events by the old name.
+        assert families_of(cycle, "1") == GPU_FAMILIES - REMAP_FAMILIES
+        assert cycle.value("kvscale_gpu_health_supported", gpu="1", signal="remapped_rows") == 0.0
+        assert cycle.value("kvscale_gpu_health_success", gpu="1", signal="clock_events") == 1.0
         assert not cycle.of("kvscale_gpu_xid_errors_total")
     log = child.log()
     assert log.count("XID events are not available from this driver (Function Not Found)") == 1  # once
@@ -132,7 +139,7 @@ def test_unsupported_queries_are_absent_not_zero(nvml_child: Any, tmp_path: Path
     cycle = nvml_child(profile=profile).collect()
     assert cycle.success
     assert families_of(cycle, "0") == {"kvscale_gpu_up", "kvscale_gpu_memory_used_bytes",
-                                       "kvscale_gpu_memory_total_bytes"}
+                                       "kvscale_gpu_memory_total_bytes", *HEALTH_FAMILIES}
 
 
 def test_hung_driver_call_skips_cycles_instead_of_piling_up_threads(nvml_child: Any) -> None:
@@ -163,3 +170,26 @@ def test_gpu_lost_before_discovery_is_down_then_found_again(nvml_child: Any) -> 
     second = child.collect()
     assert second.labels("kvscale_gpu_up", "3")["uuid"] == profile_uuids(H100X8)[3]
     assert families_of(second, "3") == GPU_FAMILIES
+
+
+def test_xid_history_survives_loss_and_recovery_without_new_events(nvml_child: Any) -> None:
+    child = nvml_child()
+    child.collect()
+    child.inject("xid 2 79 -1")
+    child.inject("xid 2 48 -1")
+    fired = child.collect()
+    labels = fired.labels("kvscale_gpu_xid_errors_total", "2")
+    child.inject("lost 2")
+    down = [child.collect(), child.collect()]
+    for cycle in down:
+        assert cycle.by_gpu("kvscale_gpu_up")["2"] == 0.0
+        # The counters stay, same series, same counts: the fault's history is not lost with the GPU.
+        assert families_of(cycle, "2") == {"kvscale_gpu_up", "kvscale_gpu_xid_errors_total"}
+        assert {lab["xid"]: v for lab, v in cycle.of("kvscale_gpu_xid_errors_total")} == {"79": 1.0, "48": 1.0}
+        assert cycle.labels("kvscale_gpu_xid_errors_total", "2") == labels
+    child.inject("back 2")
+    back = child.collect()
+    assert back.by_gpu("kvscale_gpu_up")["2"] == 1.0
+    assert {lab["xid"]: v for lab, v in back.of("kvscale_gpu_xid_errors_total")} == {"79": 1.0, "48": 1.0}
+    child.inject("xid 2 79 -1")  # a new event after recovery counts on from the old count
+    assert child.collect().value("kvscale_gpu_xid_errors_total", gpu="2", xid="79") == 2.0
