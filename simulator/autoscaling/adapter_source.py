@@ -12,17 +12,15 @@ A fetch is I/O; what it returns is a plain :class:`MetricsSource` the pure HPA m
 from __future__ import annotations
 
 import json
-import math
-import re
 import ssl
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from decimal import Decimal, InvalidOperation
 from typing import Any
 from urllib.parse import quote, urlencode
 
 import aiohttp
 
+from adapter.quantity import parse_milli
 from simulator.autoscaling.spec import MetricTarget
 
 CUSTOM_GROUP = "custom.metrics.k8s.io"
@@ -30,33 +28,10 @@ EXTERNAL_PREFIX = "/apis/external.metrics.k8s.io/v1beta1"
 HPA_USER = "system:serviceaccount:kube-system:horizontal-pod-autoscaler"
 HPA_GROUPS = ("system:serviceaccounts", "system:serviceaccounts:kube-system", "system:authenticated")
 MAX_BODY = 4 * 1024 * 1024
-_SUFFIX = {"n": -9, "u": -6, "m": -3, "": 0, "k": 3, "M": 6, "G": 9, "T": 12, "P": 15, "E": 18}
-_BINARY = {"Ki": 10, "Mi": 20, "Gi": 30, "Ti": 40, "Pi": 50, "Ei": 60}
-_QUANTITY = re.compile(r"([+-]?(?:\d+(?:\.\d*)?|\.\d+))((?:[eE][+-]?\d+)|Ki|Mi|Gi|Ti|Pi|Ei|[numkMGTPE]?)\Z")
 
 
 class AdapterError(Exception):
     """The adapter could not be asked (connection, TLS, discovery)."""
-
-
-def milli_value(text: str) -> int:
-    """``Quantity.MilliValue()``: ceil(q * 1000) of a Quantity string."""
-    match = _QUANTITY.match(str(text).strip())
-    if match is None:
-        raise ValueError(f"{text!r} is not a Quantity")
-    try:
-        number = Decimal(match[1])
-    except InvalidOperation as exc:
-        raise ValueError(f"{text!r} is not a Quantity") from exc
-    suffix = match[2]
-    if suffix in _BINARY:
-        scaled = number * (2 ** _BINARY[suffix])
-    elif suffix[:1] in ("e", "E"):
-        scaled = number.scaleb(int(suffix[1:]))
-    else:
-        scaled = number.scaleb(_SUFFIX[suffix])
-    milli: int = math.ceil(scaled * 1000)
-    return milli
 
 
 @dataclass(frozen=True)
@@ -176,11 +151,11 @@ class AdapterClient:
         if not isinstance(items, list) or not items:
             raise AdapterError("no metrics returned from custom metrics API")
         if metric.type == "Pods":
-            out.pod_values[metric.key] = {i["describedObject"]["name"]: milli_value(i["value"]) / 1000
+            out.pod_values[metric.key] = {i["describedObject"]["name"]: parse_milli(i["value"]) / 1000
                                           for i in items}
         elif metric.type == "Object":
             if len(items) != 1:
                 raise AdapterError(f"expected exactly one object metric, got {len(items)}")
-            out.values[metric.key] = milli_value(items[0]["value"]) / 1000
+            out.values[metric.key] = parse_milli(items[0]["value"]) / 1000
         else:
-            out.values[metric.key] = sum(milli_value(i["value"]) for i in items) / 1000
+            out.values[metric.key] = sum(parse_milli(i["value"]) for i in items) / 1000

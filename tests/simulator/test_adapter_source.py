@@ -16,7 +16,7 @@ from adapter.auth import Authenticator, RequestHeaderConfig
 from adapter.server import Security
 from adapter.tls import TLSFiles, build_context
 from simulator.autoscaling import HPA, HPASpec, MetricTarget, PodState
-from simulator.autoscaling.adapter_source import AdapterClient, ScaleTarget, milli_value
+from simulator.autoscaling.adapter_source import AdapterClient, ScaleTarget
 from tests.adapter.helpers import direct_adapter
 from tests.conftest import free_port
 
@@ -58,12 +58,6 @@ async def served(tmp_path: Path) -> AsyncIterator[Served]:
             yield Served(f"https://127.0.0.1:{port}", server_ca, proxy_ca, tmp_path)
         finally:
             await runner.cleanup()
-
-
-@pytest.mark.parametrize(("text", "want"), [("750m", 750), ("5", 5000), ("12k", 12_000_000), ("1.0001", 1001),
-                                            ("1Ki", 1_024_000), ("2e3", 2_000_000), ("0", 0)])
-def test_milli_value_rounds_up_like_kubernetes(text: str, want: int) -> None:
-    assert milli_value(text) == want
 
 
 async def test_hpa_reads_pods_and_object_metrics_through_the_adapter(served: Served) -> None:
