@@ -54,6 +54,28 @@ KSM_DEPLOY_AVAILABLE = "kube_deployment_status_replicas_available"
 
 
 
+# Grafana's unit ids for the catalog's units: the family says what it measures, this how Grafana writes it.
+_GRAFANA_UNITS = {"": "short", "ratio": "percentunit", "seconds": "s", "bytes": "bytes", "watts": "watt",
+                  "celsius": "celsius", "hertz": "hertz", "requests": "short", "tokens": "short",
+                  "tokens per second": "short", "events per second": "short", "requests per second": "reqps",
+                  "dollars": "currencyUSD"}
+
+
+def unit(fam: Family) -> str:
+    """The Grafana unit of a panel showing ``fam``; a catalog unit without one fails the build."""
+    try:
+        return _GRAFANA_UNITS[fam.unit]
+    except KeyError:
+        raise KeyError(f"{fam.name}: no Grafana unit for the catalog unit {fam.unit!r}") from None
+
+
+def legend(fam: Family) -> str:
+    """Legend naming one series of ``fam`` by the labels that identify it (pod, or node and GPU)."""
+    if fam.subsystem == "gpu":
+        return "{{node}} gpu{{gpu}}"
+    return "{{pod}}"
+
+
 def metric(name: str) -> Family:
     """The catalog family; an unknown name fails the build, not a dashboard at 3 a.m."""
     return family(name)

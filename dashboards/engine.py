@@ -42,18 +42,18 @@ def _quantiles(fam: Family, title: str, lines: list[Line], runbooks: list[str], 
     shown = "|".join(SHOWN_QUANTILES)
     return timeseries_panel(
         title, [Query(f'{fam.name}{{{c.VLLM}, quantile=~"{shown}"}}', "{{pod}} q{{quantile}}")],
-        unit="s", lines=lines, runbooks=runbooks, span=span, description=fam.help)
+        unit=c.unit(fam), lines=lines, runbooks=runbooks, span=span, description=fam.help)
 
 
 def _health(t: Policy) -> list[PanelBuilder]:
     return [
         timeseries_panel(
-            "vLLM target up", [Query(f"{UP.name}{{{c.VLLM}}}", "{{pod}}")], unit="short", max_val=1, span=8,
+            "vLLM target up", [Query(f"{UP.name}{{{c.VLLM}}}", c.legend(UP))], unit=c.unit(UP), max_val=1, span=8,
             runbooks=[alerting.VLLM_TARGET_DOWN],
             description="0 = the exporter could not scrape or read the pod's /metrics; its other series then "
                         "disappear rather than freeze. " + UP.help),
         timeseries_panel(
-            "Exporter scrape of the pod", [Query(f"{SCRAPE.name}{{{c.POD}}}", "{{pod}}")], unit="s", span=8,
+            "Exporter scrape of the pod", [Query(f"{SCRAPE.name}{{{c.POD}}}", "{{pod}}")], unit=c.unit(SCRAPE), span=8,
             runbooks=[platform.EXPORTER_DOWN, platform.EXPORTER_ABSENT], description=SCRAPE.help),
         timeseries_panel(
             "Exporter collectors", [Query(f"min by (collector) ({COLLECTOR_OK.name})", "{{collector}} ok"),
@@ -75,7 +75,7 @@ def _batch(t: Policy) -> list[PanelBuilder]:
         timeseries_panel(
             "Admission rejections per second",
             [Query(f"{REJECTIONS.name}{{{c.VLLM}}}", "{{pod}}")],
-            unit="reqps", runbooks=[alerting.ADMISSION_REJECTIONS_ALERT],
+            unit=c.unit(REJECTIONS), runbooks=[alerting.ADMISSION_REJECTIONS_ALERT],
             description=REJECTIONS.help + " Any steady rate means clients see errors: scale out or raise the "
                                           "queue limit."),
     ]
@@ -84,7 +84,7 @@ def _batch(t: Policy) -> list[PanelBuilder]:
 def _kv(t: Policy) -> list[PanelBuilder]:
     return [
         timeseries_panel(
-            "KV cache usage", [Query(f"{KV.name}{{{c.VLLM}}}", "{{pod}}")], unit="percentunit", max_val=1,
+            "KV cache usage", [Query(f"{KV.name}{{{c.VLLM}}}", c.legend(KV))], unit=c.unit(KV), max_val=1,
             lines=[Line(t.kv_target, WARN), Line(t.kv_cache_usage_alert)],
             runbooks=[alerting.KV_CACHE_NEARLY_FULL], span=6,
             description=KV.help),
@@ -94,10 +94,11 @@ def _kv(t: Policy) -> list[PanelBuilder]:
             runbooks=[alerting.KV_FRAGMENTATION_HIGH], span=6,
             description=FRAGMENTATION.help),
         timeseries_panel(
-            "KV cache capacity", [Query(f"{CAPACITY.name}{{{c.VLLM}}}", "{{pod}}")], unit="short", span=6,
+            "KV cache capacity", [Query(f"{CAPACITY.name}{{{c.VLLM}}}", c.legend(CAPACITY))],
+            unit=c.unit(CAPACITY), span=6,
             description=CAPACITY.help + " Drops after a restart mean less GPU memory was free at start-up."),
         timeseries_panel(
-            "Prefix cache hit ratio", [Query(f"{PREFIX.name}{{{c.VLLM}}}", "{{pod}}")], unit="percentunit",
+            "Prefix cache hit ratio", [Query(f"{PREFIX.name}{{{c.VLLM}}}", c.legend(PREFIX))], unit=c.unit(PREFIX),
             max_val=1, span=6, description=PREFIX.help),
     ]
 
@@ -128,7 +129,8 @@ def _throughput(t: Policy) -> list[PanelBuilder]:
              Query(f"{GENERATION.name}{{{c.VLLM}}}", "{{pod}} generation")],
             unit="short", description=PROMPT.help + " " + GENERATION.help),
         timeseries_panel(
-            "Preemptions per second", [Query(f"{PREEMPTIONS.name}{{{c.VLLM}}}", "{{pod}}")], unit="short",
+            "Preemptions per second", [Query(f"{PREEMPTIONS.name}{{{c.VLLM}}}", c.legend(PREEMPTIONS))],
+            unit=c.unit(PREEMPTIONS),
             lines=[Line(t.preemptions_per_second_alert)], runbooks=[alerting.PREEMPTIONS],
             description="Each preemption throws away a request's KV and recomputes it. " + PREEMPTIONS.help),
     ]

@@ -40,19 +40,19 @@ def _glance(t: Policy) -> list[PanelBuilder]:
         stat_panel("Pods serving", Query(f"sum({UP.name}{{{c.VLLM}}})"), unit="short", base=BAD,
                    lines=[Line(1, OK)], runbooks=[alerting.VLLM_TARGET_DOWN],
                    description="vLLM pods whose /metrics the exporter read in its last collection. " + UP.help),
-        stat_panel("Worst saturation", Query(f"max({SATURATION.name}{{{c.VLLM}}})"), unit="percentunit",
+        stat_panel("Worst saturation", Query(f"max({SATURATION.name}{{{c.VLLM}}})"), unit=c.unit(SATURATION),
                    lines=[Line(1.0, WARN)], runbooks=[platform.HPA_MAXED_OUT_SATURATED],
                    description="The fullest pod against policy; 100% = at target, the HPA should be adding "
                                "replicas. " + SATURATION.help),
-        stat_panel("Waiting per pod", Query(f"avg({WAITING.name}{{{c.VLLM}}})"), unit="short", decimals=1,
+        stat_panel("Waiting per pod", Query(f"avg({WAITING.name}{{{c.VLLM}}})"), unit=c.unit(WAITING), decimals=1,
                    lines=[Line(t.queue_target, WARN)], runbooks=[alerting.QUEUE_BACKLOG_GROWING],
                    description=f"Mean queue depth per pod; the HPA aims for {t.queue_target:g}. " + WAITING.help),
-        stat_panel("Fullest KV cache", Query(f"max({KV.name}{{{c.VLLM}}})"), unit="percentunit",
+        stat_panel("Fullest KV cache", Query(f"max({KV.name}{{{c.VLLM}}})"), unit=c.unit(KV),
                    lines=[Line(t.kv_target, WARN), Line(t.kv_cache_usage_alert, BAD)],
                    runbooks=[alerting.KV_CACHE_NEARLY_FULL],
                    description=f"Highest KV-cache usage of any pod; scaling target {t.kv_target:.0%}, alert above "
                                f"{t.kv_cache_usage_alert:.0%}. " + KV.help),
-        stat_panel("Worst TTFT p95", Query(_quantile("0.95")), unit="s",
+        stat_panel("Worst TTFT p95", Query(_quantile("0.95")), unit=c.unit(TTFT),
                    lines=[Line(t.ttft_p95_slo_seconds, BAD)], runbooks=[alerting.TTFT_OVER_SLO],
                    description=f"Slowest pod's time-to-first-token p95; SLO {t.ttft_p95_slo_seconds:g} s. "
                                + TTFT.help),

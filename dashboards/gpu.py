@@ -36,7 +36,7 @@ CLOCK = c.metric("kvscale_gpu_sm_clock_hertz")
 XID = c.metric("kvscale_gpu_xid_errors_total")
 HOLDER = c.metric("kvscale_gpu_allocation_info")
 
-GPU_LEGEND = "{{node}} gpu{{gpu}}"
+GPU_LEGEND = c.legend(UTIL)
 # Device series carry no pod labels (they keep their identity when a pod moves): panels that want
 # pod names join the info series on (node, uuid). EXCLUSIVE keeps devices one container holds, so a
 # time-sliced GPU's memory is never counted once per pod.
@@ -68,7 +68,7 @@ def _glance(t: Policy) -> list[PanelBuilder]:
 def _load(t: Policy) -> list[PanelBuilder]:
     return [
         timeseries_panel(
-            "GPU utilization (weak signal)", [Query(f"{UTIL.name}{{{c.GPU}}}", GPU_LEGEND)], unit="percentunit",
+            "GPU utilization (weak signal)", [Query(f"{UTIL.name}{{{c.GPU}}}", GPU_LEGEND)], unit=c.unit(UTIL),
             max_val=1, lines=[Line(t.gpu_utilization_target, WARN)],
             description=UTIL.help + " Scale on queue, KV cache and TTFT instead."),
         timeseries_panel(
@@ -83,16 +83,16 @@ def _load(t: Policy) -> list[PanelBuilder]:
             description="Framebuffer memory of the devices each pod holds alone (kubelet pod-resources, device "
                         "plugin or DRA); a time-sliced GPU is left out, since NVML cannot split it."),
         timeseries_panel(
-            "SM clock", [Query(f"{CLOCK.name}{{{c.GPU}}}", GPU_LEGEND)], unit="hertz",
+            "SM clock", [Query(f"{CLOCK.name}{{{c.GPU}}}", GPU_LEGEND)], unit=c.unit(CLOCK),
             description=CLOCK.help + " A drop at steady load is thermal or power throttling."),
     ]
 
 
 def _health(t: Policy) -> list[PanelBuilder]:
     return [
-        timeseries_panel("Power", [Query(f"{POWER.name}{{{c.GPU}}}", GPU_LEGEND)], unit="watt", span=8,
+        timeseries_panel("Power", [Query(f"{POWER.name}{{{c.GPU}}}", GPU_LEGEND)], unit=c.unit(POWER), span=8,
                          description=POWER.help),
-        timeseries_panel("Temperature", [Query(f"{TEMP.name}{{{c.GPU}}}", GPU_LEGEND)], unit="celsius", span=8,
+        timeseries_panel("Temperature", [Query(f"{TEMP.name}{{{c.GPU}}}", GPU_LEGEND)], unit=c.unit(TEMP), span=8,
                          description=TEMP.help + " Datacenter GPUs throttle in the mid 80s."),
         timeseries_panel("XID errors", [Query(XID_INCREASE, "{{node}} gpu{{gpu}} xid {{xid}}")], unit="short",
                          span=8, runbooks=[platform.GPU_XID_ERRORS],
