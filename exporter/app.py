@@ -25,7 +25,7 @@ from exporter.settings import Settings
 from exporter.vllm.collector import VllmCollector
 from exporter.vllm.limits import TargetLimits
 from exporter.vllm.series import VllmPolicy
-from exporter.vllm.targets import StaticTargets, TargetError, TargetSource, parse_static
+from exporter.vllm.targets import StaticTargets, TargetError, TargetSource, parse_static, unique
 
 log = logging.getLogger(__name__)
 
@@ -127,7 +127,7 @@ def target_source(settings: Settings, environ: dict[str, str]) -> TargetSource:
     """Static targets, or the (started) pod watcher."""
     if settings.vllm_target:
         try:
-            return StaticTargets([parse_static(spec) for spec in settings.vllm_target])
+            return StaticTargets(unique([parse_static(spec) for spec in settings.vllm_target]))
         except TargetError as exc:
             raise SetupError(str(exc)) from exc
     in_cluster = bool(environ.get("KUBERNETES_SERVICE_HOST"))
@@ -163,7 +163,7 @@ def gpu_collectors(settings: Settings) -> list[Collector]:
     try:
         collector = build_collector(mode=settings.nvml,  # type: ignore[arg-type]
                                     node_name=settings.node_name, pod_resources_socket=settings.pod_resources_socket,
-                                    library_path=settings.nvml_library or None)
+                                    library_path=settings.nvml_library or None, dra=settings.dra)  # type: ignore[arg-type]
     except GpuSetupError as exc:
         raise SetupError(str(exc)) from exc
     return [collector] if collector is not None else []

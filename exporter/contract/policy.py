@@ -36,6 +36,8 @@ _WHOLE_SECONDS = {"minimum": 1}
 _QUANTILE = {"exclusiveMinimum": 0, "exclusiveMaximum": 1}
 _MATCHERS = {"pattern": r"^[^{}\n]*$"}  # interpolated between {} in PromQL: braces would break the query
 _URL = {"minLength": 1}
+_SEVERITY = {"enum": ["critical", "warning", "info"]}
+_LABEL_NAME = {"pattern": r"^[a-zA-Z_][a-zA-Z0-9_]*$", "minLength": 1}
 _JSON_TYPES = {"float": "number", "int": "integer", "str": "string"}
 
 
@@ -49,6 +51,10 @@ def _ratio(default: float, doc: str) -> Any:
 
 def _seconds(default: int, doc: str) -> Any:
     return _f(default, "seconds", doc, _WHOLE_SECONDS)
+
+
+def _severity(default: str, doc: str) -> Any:
+    return _f(default, "severity", doc, _SEVERITY)
 
 
 def _selector(default: str, doc: str, *, required: bool = False) -> Any:
@@ -121,6 +127,76 @@ class Policy:
     rate_window_seconds: int = _seconds(300, "Window of rate()/deriv() over vLLM counters and the queue in the "
                                              "rules: 5 m smooths scrape jitter yet follows a load change within "
                                              "minutes.")
+    # Latency SLOs beyond TTFT, and the traffic floor every SLO alert applies.
+    itl_p95_slo_seconds: float = _f(0.1, "seconds", "Inter-token latency p95 objective: 10 tokens per second per "
+                                                    "stream is about reading speed; slower output visibly stutters.",
+                                    _POSITIVE)
+    itl_alert_for_seconds: int = _seconds(300, "How long ITL p95 must exceed its SLO before alerting.")
+    e2e_p95_slo_seconds: float = _f(60.0, "seconds", "End-to-end request latency p95 objective: it grows with "
+                                                     "output length, so the default only catches requests hanging "
+                                                     "for a minute; set it from your traffic's length mix.", _POSITIVE)
+    e2e_alert_for_seconds: int = _seconds(300, "How long end-to-end p95 must exceed its SLO before alerting.")
+    slo_min_requests_per_second: float = _f(0.1, "requests per second", "Traffic floor of the latency SLO alerts: a "
+                                            "pod finishing fewer requests (vLLM's request_success_total, when "
+                                            "Prometheus scrapes vLLM) does not alert; at 0.1/s a 5 m window holds "
+                                            "30 requests, enough for a p95 to mean something.", _AT_LEAST_ZERO)
+    latency_slo_severity: str = _severity("critical", "Severity of the TTFT, ITL and end-to-end SLO alerts: with "
+                                                      "the traffic floor, users are waiting now.")
+    # Engines, models and the queue.
+    engine_stalled_for_seconds: int = _seconds(300, "How long a pod may hold running or waiting requests while "
+                                                    "generating no token: a healthy engine emits tokens every "
+                                                    "scheduler step, so minutes of none is a hang.")
+    engine_stalled_severity: str = _severity("critical", "Severity of a stalled engine: its requests hang.")
+    queue_far_above_target_factor: float = _f(4.0, "times queue_target", "Waiting requests per pod, as a multiple "
+                                              "of queue_target, that alert however flat the queue is: at 4x the "
+                                              "HPA should have added replicas long ago.", _POSITIVE)
+    queue_far_above_target_for_seconds: int = _seconds(900, "How long the queue may stay that far above target: "
+                                                            "longer than a scale-up plus a model load.")
+    queue_far_above_target_severity: str = _severity("warning", "Severity of a long queue far above target (the "
+                                                                "SLO alerts page when users feel it).")
+    model_down_for_seconds: int = _seconds(300, "How long every pod of a model may be unreadable: a rolling update "
+                                                "keeps old pods serving, so all down for 5 minutes is an outage.")
+    model_down_severity: str = _severity("critical", "Severity of a model with no replica serving.")
+    exporter_no_targets_for_seconds: int = _seconds(600, "How long the exporters may be up with no vLLM target at "
+                                                         "all (pod discovery broken: RBAC, a wrong label selector).")
+    exporter_no_targets_severity: str = _severity("warning", "Severity of exporters watching no vLLM target.")
+    request_error_ratio_alert: float = _ratio(0.05, "Share of a model's finished requests that end in error "
+                                                    "(finished_reason=\"error\") above which it alerts.")
+    request_errors_for_seconds: int = _seconds(300, "How long the error share must stay above its line.")
+    request_errors_severity: str = _severity("critical", "Severity of request errors: clients get failures.")
+    request_abort_ratio_alert: float = _ratio(0.2, "Share of finished requests aborted (client gone or cancelled) "
+                                                   "above which it alerts: some aborts are users pressing stop, "
+                                                   "a fifth means clients give up waiting.")
+    request_aborts_for_seconds: int = _seconds(600, "How long the abort share must stay above its line.")
+    request_aborts_severity: str = _severity("warning", "Severity of a high abort share.")
+    # Autoscaling and the adapter.
+    hpa_replicas_mismatch_for_seconds: int = _seconds(900, "How long an HPA may want other replicas than it has "
+                                                           "without the count moving (pods Pending for GPUs).")
+    hpa_replicas_mismatch_severity: str = _severity("warning", "Severity of an HPA stuck short of its desired "
+                                                               "replicas.")
+    adapter_absent_severity: str = _severity("critical", "Severity of the adapter missing while an HPA reads a "
+                                                         "kvscale metric (the alert is quiet when none does, e.g. "
+                                                         "clusters that scale with KEDA's Prometheus trigger).")
+    adapter_stale_seconds: int = _seconds(60, "Age of the adapter's source data above which its values are stale: "
+                                              "the HPA syncs every 15 s, so a minute-old view is four missed syncs.")
+    adapter_stale_for_seconds: int = _seconds(300, "How long the adapter's data may stay stale before alerting.")
+    adapter_error_ratio_alert: float = _ratio(0.05, "Share of the adapter's API requests answered 5xx above which "
+                                                    "it alerts: the HPA and KEDA see failures, not values.")
+    adapter_errors_for_seconds: int = _seconds(300, "How long the adapter's error share must stay above its line.")
+    adapter_severity: str = _severity("warning", "Severity of a stale or failing adapter (the HPA holds its "
+                                                 "replicas meanwhile).")
+    # GPU health.
+    gpu_temperature_alert: float = _f(85.0, "celsius", "GPU core temperature above which a GPU alerts: datacenter "
+                                                       "GPUs start thermal slowdown in the high 80s.", _POSITIVE)
+    gpu_temperature_for_seconds: int = _seconds(300, "How long a GPU must stay that hot.")
+    gpu_ecc_window_seconds: int = _seconds(600, "An uncorrectable ECC error keeps its alert up this long, so it "
+                                                "is seen and triaged.")
+    gpu_throttle_reasons: str = _f("hw_slowdown|hw_thermal_slowdown|sw_thermal_slowdown|hw_power_brake_slowdown",
+                                   "regex", "Clock-event reasons that alert (a regex on the reason label). "
+                                   "sw_power_cap is left out: it holds at full load on a healthy GPU.", _URL)
+    gpu_throttle_for_seconds: int = _seconds(600, "How long a GPU may be held down by those reasons.")
+    gpu_health_severity: str = _severity("warning", "Severity of the GPU temperature, ECC and throttling alerts "
+                                                    "(drain the node in working hours; GPU lost pages).")
     # Selectors and links (rules and dashboards).
     exporter_selector: str = _selector('job="kvscale-exporter"', "Matchers selecting the exporter's scrape job "
                                                                  "(kvscale_* series, absent/down).", required=True)
@@ -131,6 +207,12 @@ class Policy:
     hpa_namespace_selector: str = _selector("", "Matchers on the namespace of the HPAs the alerts watch, e.g. "
                                                 'namespace=~"llm-.*"; empty: every namespace.')
     vllm_selector: str = _selector("", "Matchers for vLLM's own series; empty: the vllm: names identify them.")
+    cluster_label: str = _f("cluster", "label name", "Label that tells clusters apart when one Prometheus or Grafana "
+                            "serves several (an external label, as kubernetes-mixin's clusterLabel); kept in every "
+                            "by and on of the rules and dashboards. Absent labels are harmless.", _LABEL_NAME)
+    grafana_url_base: str = _f("http://localhost:3000", "URL", "Grafana the alerts' dashboard_url links open "
+                               "(/d/<uid>?viewPanel=<id> is appended). The default suits kubectl port-forward; set "
+                               "it to your Grafana's external URL.", _URL)
     runbook_url_base: str = _f("docs/runbooks.md", "URL", "Runbook document the alerts and dashboards link to "
                                "(#<alert name, lower case>). The default is the project's docs path; set it to "
                                "where your copy of docs/runbooks.md is served.", _URL)
@@ -228,13 +310,26 @@ def json_schema() -> dict[str, Any]:
             "type": "object", "additionalProperties": False, "properties": properties}
 
 
+def read_yaml(path: Path) -> Any:
+    """A YAML file's data (safe loader); ValueError with a one-line reason, never another exception."""
+    try:
+        text = path.read_bytes().decode("utf-8")
+        return yaml.safe_load(text)
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"not UTF-8 at byte {exc.start}") from exc
+    except RecursionError as exc:  # PyYAML composes recursively: thousands of nested [ or {
+        raise ValueError("nested too deeply") from exc
+    except (OSError, yaml.YAMLError) as exc:
+        raise ValueError(str(exc)) from exc
+
+
 def read(path: Path, origin: str = "") -> dict[str, Any]:
     """The mapping in a policy YAML file: flat, or nested under a top-level ``policy:`` (so a Helm
     values excerpt works too); an empty file is an empty mapping. Keys are checked by the caller."""
     origin = origin or f"policy file {path}"
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as exc:
+        data = read_yaml(path)
+    except ValueError as exc:
         raise PolicyError(f"{origin}: cannot read: {exc}") from exc
     if isinstance(data, dict) and list(data) == ["policy"]:
         data = data["policy"]

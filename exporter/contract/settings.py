@@ -29,11 +29,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Generic, Literal, TypeVar
 
-import yaml
-
 from exporter.contract.policy import ENV_NAME as POLICY_ENV
 from exporter.contract.policy import FLAG_HELP as POLICY_HELP
-from exporter.contract.policy import Policy, PolicyError, locate, read
+from exporter.contract.policy import Policy, PolicyError, locate, read, read_yaml
 
 T = TypeVar("T")
 
@@ -176,6 +174,8 @@ def convert(hint: Any, raw: Any, separator: str = r"\s*,\s*") -> Any:
             raise ValueError("expected true or false")
         return text in _TRUE
     if isinstance(raw, bool):
+        if hint is str:  # YAML 1.1 turns unquoted on/off/yes/no into booleans
+            raise ValueError(f"YAML reads an unquoted on/off/yes/no as {str(raw).lower()}: quote it ('off')")
         raise ValueError(f"expected a {hint.__name__}, not true/false")
     if hint is int:
         number = float(raw)
@@ -192,8 +192,8 @@ def convert(hint: Any, raw: Any, separator: str = r"\s*,\s*") -> Any:
 
 def _yaml_mapping(path: Path, origin: str) -> dict[str, Any]:
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as exc:
+        data = read_yaml(path)
+    except ValueError as exc:
         raise SettingsError(f"{origin}: cannot read: {exc}") from exc
     if data is None:
         return {}

@@ -7,12 +7,13 @@ fixed ``reason`` (used as a metric label, so the set is closed) and a message fo
 from __future__ import annotations
 
 import asyncio
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 import aiohttp
 
 from exporter.contract.exposition import Exposition, ExpositionError, parse_bytes
 from exporter.vllm.reading import SELECTION, PodReading, ReadingError, read
+from exporter.vllm.targets import redact
 
 # Ask for the text format: prometheus_client >= 0.23 rewrites 'vllm:' names when
 # OpenMetrics is negotiated (client_python #1177).
@@ -30,17 +31,6 @@ class ScrapeError(Exception):
         super().__init__(f"{reason}: {message}")
         assert reason in REASONS
         self.reason = reason
-
-
-def redact(url: str) -> str:
-    """``url`` with any user info (``user:password@``) replaced by ``***@``: for logs and messages."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return "<unparsable URL>"
-    if "@" not in parts.netloc:
-        return url
-    return urlunsplit(parts._replace(netloc="***@" + parts.netloc.rpartition("@")[2]))
 
 
 def _scrub(message: str, url: str) -> str:

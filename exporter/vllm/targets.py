@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
@@ -30,7 +30,7 @@ class Target:
 
     namespace: str
     pod: str
-    url: str
+    url: str = field(repr=False)  # may hold a password (user info): never printed
     gpus: float | None = None
 
     @property
@@ -72,21 +72,50 @@ def parse_static(spec: str) -> Target:
     """``[NAMESPACE/POD=]URL``; without a name the pod is the URL's host:port."""
     name, sep, url = spec.partition("=")
     if sep and not name:
-        raise TargetError(f"--vllm-target {spec!r}: empty NAMESPACE/POD before '='")
+        raise TargetError(f"--vllm-target {redact(spec)!r}: empty NAMESPACE/POD before '='")
     if not sep or "://" in name:
         name, url = "", spec
-    parts = urlsplit(url)
+    shown = redact(spec)
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as exc:  # '[::1' without its ']', a port that is not a number or over 65535
+        raise TargetError(f"--vllm-target {shown!r}: not a URL with a valid port: {exc}") from None
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise TargetError(f"--vllm-target {spec!r}: expected [NAMESPACE/POD=]http(s)://HOST:PORT[/PATH]")
+        raise TargetError(f"--vllm-target {shown!r}: expected [NAMESPACE/POD=]http(s)://HOST:PORT[/PATH]")
+    if port == 0:
+        raise TargetError(f"--vllm-target {shown!r}: port 0 is not a port")
     if not parts.path or parts.path == "/":
         url = url.rstrip("/") + "/metrics"
     if name:
         namespace, slash, pod = name.partition("/")
         if not slash or not namespace or not pod:
-            raise TargetError(f"--vllm-target {spec!r}: the name must be NAMESPACE/POD")
+            raise TargetError(f"--vllm-target {shown!r}: the name must be NAMESPACE/POD")
     else:
-        namespace, pod = "", parts.netloc
+        namespace, pod = "", parts.netloc.rpartition("@")[2]  # host:port, without any user info
     return Target(namespace=namespace, pod=pod, url=url)
+
+
+def redact(text: str) -> str:
+    """A target spec or URL with the user info of its URL (``user:password@``) replaced by ``***@``."""
+    head, sep, rest = text.partition("://")
+    if not sep:
+        return text
+    netloc, slash, path = rest.partition("/")
+    if "@" in netloc:
+        netloc = "***@" + netloc.rpartition("@")[2]
+    return head + sep + netloc + slash + path
+
+
+def unique(targets: Sequence[Target]) -> list[Target]:
+    """``targets``, or TargetError naming a NAMESPACE/POD given twice (one would silently replace the other)."""
+    seen: set[tuple[str, str]] = set()
+    for target in targets:
+        if target.key in seen:
+            name = f"{target.namespace}/{target.pod}" if target.namespace else target.pod
+            raise TargetError(f"--vllm-target: {name} is given twice")
+        seen.add(target.key)
+    return list(targets)
 
 
 def target_from_pod(pod: Mapping[str, Any], *, default_port: int, default_path: str) -> Target | None:

@@ -132,3 +132,35 @@ def test_sigterm_stops_the_exporter_cleanly() -> None:
             time.sleep(0.1)
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(15) == 0
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    (b"nvml: off\n", "nvml .*: YAML reads an unquoted on/off/yes/no as false: quote it"),
+    (b"kubernetes: on\n", "kubernetes .*: YAML reads an unquoted on/off/yes/no as true: quote it"),
+    (b"listen: \xff\xfe\n", "not UTF-8"),
+    (b"a: " + b"[" * 5000 + b"]" * 5000 + b"\n", "nested too deeply"),
+    (b"listen: [unclosed\n", "cannot read: while parsing"),
+])
+def test_unreadable_or_ambiguous_yaml_is_a_clear_error(tmp_path: Path, text: bytes, message: str) -> None:
+    config = tmp_path / "c.yaml"
+    config.write_bytes(text)
+    with pytest.raises(SettingsError, match=message):
+        load_settings(["--config", str(config)], {})
+    policy = tmp_path / "p.yaml"
+    policy.write_bytes(text.replace(b"nvml", b"kv_target").replace(b"kubernetes", b"kv_target"))
+    with pytest.raises(SettingsError):
+        load_settings(["--policy", str(policy)], {})
+
+
+def test_a_misspelled_kvscale_variable_is_refused() -> None:
+    with pytest.raises(SettingsError, match="KVSCALE_INTERVALL is not a kvscale-exporter setting"):
+        load_settings([], {"KVSCALE_INTERVALL": "2"})
+
+
+@pytest.mark.parametrize("args", [("--vllm-target", "http://[::1/metrics"), ("--vllm-target", "http://h:70000"),
+                                  ("--vllm-target", "a/b=http://h:1", "--vllm-target", "a/b=http://h:2")])
+def test_target_mistakes_stop_the_exporter_before_binding(args: tuple[str, ...]) -> None:
+    result = run_exporter(*args, "--nvml", "off", "--listen", "127.0.0.1:0")
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    assert "--vllm-target" in result.stderr

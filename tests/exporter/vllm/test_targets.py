@@ -62,3 +62,35 @@ def test_target_from_pod(p: dict[str, Any], url: str | None) -> None:
 ])
 def test_pod_gpus_from_the_spec(resources: dict[str, Any], want: float | None) -> None:
     assert pod_gpus(pod(resources=resources)) == want
+
+
+@pytest.mark.parametrize(("spec", "message"), [
+    ("http://[::1/metrics", "not a URL"),  # urlsplit's ValueError was a traceback
+    ("http://h:99999/metrics", "port"),
+    ("http://h:0/metrics", "port"),
+    ("http://h:8x/metrics", "port"),
+    ("ns/p=http://h:65536", "port"),
+])
+def test_malformed_urls_and_ports_are_clear_target_errors(spec: str, message: str) -> None:
+    with pytest.raises(TargetError, match=message):
+        parse_static(spec)
+
+
+@pytest.mark.parametrize("spec", ["http://user:s3cret@h:8000/metrics", "http://:s3cret@h:8000"])
+def test_a_password_in_the_url_stays_out_of_the_pod_label_and_repr(spec: str) -> None:
+    target = parse_static(spec)
+    assert target.pod == "h:8000"
+    assert "s3cret" not in repr(target)
+    assert "s3cret" in target.url  # still used to authenticate the scrape
+
+
+def test_a_namespace_and_pod_given_twice_is_refused() -> None:
+    from exporter.app import SetupError, target_source
+    from exporter.settings import build
+
+    settings = build([("test", {"vllm_target": ["ns/p=http://a:1", "ns/p=http://b:2"]})])
+    with pytest.raises(SetupError, match="ns/p is given twice"):
+        target_source(settings, {})
+    settings = build([("test", {"vllm_target": ["http://a:1", "http://a:1/metrics"]})])
+    with pytest.raises(SetupError, match="a:1 is given twice"):
+        target_source(settings, {})
