@@ -38,6 +38,9 @@ class VllmPolicy:
     thresholds: Policy  # saturation reads kv_target, queue_target, ttft_p95_slo_seconds
     gpu_price_per_hour: float | None
     default_gpus_per_pod: float
+    min_span_seconds: float = 0.0
+    """Windowed families are absent until the readings span this long (after a restart of the
+    exporter or the target's first scrape): a rate over two samples a second apart is not the window's."""
 
 
 def pod_series(target: Target, *, up: bool, models: tuple[str, ...], history: History,
@@ -70,6 +73,8 @@ def _model_series(labels: dict[str, str], model: str, history: History, policy: 
     emit("kvscale_vllm_kv_cache_fragmentation_ratio", gauges.fragmentation)
 
     span = history.span()
+    if span[-1].at - span[0].at < policy.min_span_seconds:
+        span = span[-1:]  # too short to stand for the window: every windowed family is absent
     ttft_p95: float | None = None
     for short, family in LATENCY_FAMILIES.items():
         wanted = (*policy.quantiles, 0.95) if short == "ttft" and 0.95 not in policy.quantiles else policy.quantiles

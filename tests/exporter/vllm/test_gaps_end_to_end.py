@@ -9,6 +9,7 @@ never 0) and the median stays 0.07, as PromQL's per-series ``increase`` gives.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 
 import pytest
 
@@ -92,3 +93,29 @@ def test_only_the_newest_observation_keeps_its_reading() -> None:
     for i in range(10):
         history.add(float(i), read(parse(exposition(i))))
     assert [bool(obs.reading.engines) for obs in history.span()] == [False] * 9 + [True]
+
+
+async def test_windowed_families_are_absent_until_the_readings_span_the_minimum() -> None:
+    body = Body(exposition(0))
+    clock = ManualClock(1000.0)
+    windowed = {"kvscale_vllm_generation_tokens_per_second", "kvscale_vllm_ttft_seconds",
+                "kvscale_vllm_prefix_cache_hit_ratio"}
+    async with exporter_over({"p": body}, clock) as exp:
+        exp.vllm._policy = replace(exp.vllm._policy, min_span_seconds=3.0)
+        seen = []
+        for i in range(6):
+            body.text = exposition(i)
+            clock.now = 1000.0 + i
+            series = await exp.run_cycle()
+            seen.append(windowed & {s.family for s in series})
+            assert by_pod(series, "kvscale_vllm_requests_running") == {"p": 4.0}  # gauges from the start
+    assert seen == [set()] * 3 + [windowed] * 3
+    assert by_pod(series, "kvscale_vllm_generation_tokens_per_second") == {"p": pytest.approx(100.0)}
+
+
+def test_the_minimum_span_setting_reaches_the_derivation() -> None:
+    from exporter.settings import build
+
+    with pytest.raises(Exception, match="window_min_seconds"):
+        build([("test", {"window_min_seconds": -1})])
+    assert build([("test", {})]).window_min_seconds == 10.0
