@@ -37,6 +37,13 @@ from exporter.gpu.collector import GpuCollector  # noqa: E402
 from tests.conftest import PYTHON, VLLM_FIXTURES, Processes, free_port, start_target, wait_http  # noqa: E402
 from tests.exporter.gpu.fakenvml import H100X8, compile_fake, profile_uuids  # noqa: E402
 from tests.exporter.gpu.kubelet import FakeKubelet  # noqa: E402
+from tests.exporter.gpu.test_dra import DRIVER, whole_gpus  # noqa: E402
+from tests.kube.apiserver import FakeApiServer  # noqa: E402
+from tests.kube.client import api_client  # noqa: E402
+from tests.kube.objects import make_pod  # noqa: E402
+
+BUDGET_MS = 5.0
+"""The whole GPU collection of 8 GPUs with DRA attribution must stay under this."""
 
 TARGETS = 8
 
@@ -110,8 +117,38 @@ async def collections(lib: Path, kubelet: FakeKubelet, quick: bool) -> None:
     print(f"  collect() + pod-resources List (8 pods)       {attributed_ms:8.3f} ms"
           f"   ratio {attributed_ms / plain_ms:.2f}x")
     await attributed.close()
+    await dra_collection(cycles)
     # plain's NVML session is the same process-wide library: shut it down once, last.
     await plain.close()
+
+
+async def dra_collection(cycles: int) -> None:
+    """8 GPUs claimed through DRA (8 pods), resolved through the fake API server's ResourceSlices."""
+    apiserver = FakeApiServer().start()
+    kubelet = FakeKubelet()
+    try:
+        apiserver.store.put(whole_gpus())
+        for i in range(8):
+            apiserver.store.put(make_pod(f"vllm-{i}", namespace="demo", node="gpu-node-1"))
+        kubelet.claims = {("demo", f"vllm-{i}"): {"vllm": [(f"gpu-{i}", DRIVER, "gpu-node-1", f"gpu-{i}", None)]}
+                          for i in range(8)}
+        dra = build_collector(mode="on", node_name="gpu-node-1", pod_resources_socket=kubelet.socket, dra="on",
+                              kube_api=api_client(apiserver))
+        assert isinstance(dra, GpuCollector) and dra._dra is not None
+        watch: Any = dra._dra
+        watch.slices.wait_ready(30)
+        watch.pods.wait_ready(30)
+        ctx = CycleContext(now=time.monotonic())
+        series = await dra.collect(ctx)
+        assert sum(s.family == "kvscale_gpu_allocation_info" for s in series) == 8, "DRA devices not resolved"
+        ms = await collect_ms(dra, cycles)
+        verdict = "within" if ms < BUDGET_MS else "OVER"
+        print(f"  collect() + List + DRA (8 claims, slices)     {ms:8.3f} ms   {verdict} the {BUDGET_MS:g} ms budget")
+        await dra.close()
+    finally:
+        kubelet.stop()
+        shutil.rmtree(kubelet.dir, ignore_errors=True)
+        apiserver.stop()
 
 
 def exporter_args(port: int, targets: dict[str, str], *extra: str) -> list[str]:

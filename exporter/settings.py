@@ -62,6 +62,9 @@ class Settings:
                            metavar="PATH")
     pod_resources_socket: str = _f("/var/lib/kubelet/pod-resources/kubelet.sock",
                                    "kubelet pod-resources socket for GPU-to-pod attribution.", metavar="PATH")
+    dra: str = _f("auto", "GPU attribution of Dynamic Resource Allocation claims through this node's ResourceSlices "
+                          "(needs RBAC to list/watch resourceslices and pods): on, off, or auto (on in a cluster).",
+                  metavar="MODE")
     log_level: str = _f("info", "Log level: debug, info, warning, error.", metavar="LEVEL")
     max_models_per_target: int = _f(10, "Most model_name values one target may report; past it the target is "
                                         "down with reason 'limit'.", metavar="N")
@@ -84,7 +87,7 @@ class Settings:
         _check(self)
 
 
-_CHOICES = {"kubernetes": ("auto", "on", "off"), "nvml": ("auto", "on", "off"),
+_CHOICES = {"kubernetes": ("auto", "on", "off"), "nvml": ("auto", "on", "off"), "dra": ("auto", "on", "off"),
             "log_level": ("debug", "info", "warning", "error")}
 
 

@@ -13,24 +13,30 @@ import asyncio
 import logging
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Protocol
 
 from exporter.collector import CycleContext, Series
 from exporter.gpu import NvmlFailure, PodResourcesError
 from exporter.gpu.attribution import Allocation, Attribution, attribute
+from exporter.gpu.dra import DeviceKey, SliceDevice, resolve
 from exporter.gpu.nvml import Nvml, NvmlReading
-from exporter.gpu.podresources import PodResourcesClient
+from exporter.gpu.podresources import Listing, PodResourcesClient
 from exporter.gpu.readings import allocation_series, gpu_series
 
 log = logging.getLogger(__name__)
 
 PODRESOURCES = "podresources"
-PodUids = Callable[[], Mapping[tuple[str, str], str]]
-"""(namespace, pod) -> pod UID, from the Kubernetes API when the exporter watches it."""
 
 
-def _no_uids() -> Mapping[tuple[str, str], str]:
-    return {}
+class DraSource(Protocol):
+    """This node's ResourceSlice devices and pod UIDs (``exporter.gpu.dra_watch.SliceWatch``)."""
+
+    def devices(self) -> Mapping[DeviceKey, SliceDevice]: ...
+
+    def pod_uids(self) -> Mapping[tuple[str, str], str]: ...
+
+    def stop(self) -> None: ...
 
 
 class GpuCollector:
@@ -39,11 +45,12 @@ class GpuCollector:
     name = "nvml"
 
     def __init__(self, *, nvml: Nvml, node_name: str, pod_resources: PodResourcesClient | None,
-                 pod_uids: PodUids = _no_uids) -> None:
+                 dra: DraSource | None = None) -> None:
         self._nvml = nvml
         self._node = node_name
         self._pod_resources = pod_resources
-        self._pod_uids = pod_uids
+        self._dra = dra
+        self._unresolved_claims: frozenset[str] = frozenset()
         # (device UUID, XID) -> events since start. Kept while a device is down (a counter's history
         # is not lost because the GPU stopped answering); dropped only when the device leaves NVML's
         # inventory (a MIG device removed by re-partitioning), so the dict stays bounded.
@@ -86,7 +93,7 @@ class GpuCollector:
             del self._xids[event]
         series = gpu_series(reading.readings, node=self._node, xids=self._xids)
         holders = allocation_series(attribution.holders, [r.ref for r in reading.readings], node=self._node,
-                                    pod_uids=self._pod_uids())
+                                    pod_uids=self._dra.pod_uids() if self._dra is not None else {})
         return [*series, *holders, *health]
 
     def _read(self) -> NvmlReading:
@@ -98,6 +105,18 @@ class GpuCollector:
         finally:
             self._busy.release()
 
+    def _with_claims(self, listing: Listing) -> list[Allocation]:
+        """Device-plugin allocations plus the DRA claim devices the node's ResourceSlices resolve."""
+        if self._dra is None or not listing.claims:
+            return listing.allocations
+        resolved, unresolved = resolve(listing.claims, self._dra.devices())
+        names = frozenset(f"{c.namespace}/{c.pod} claim {c.claim}: {c.driver}/{c.pool}/{c.device}" for c in unresolved)
+        if names - self._unresolved_claims:  # once per new device: its slice may just not have arrived yet
+            log.info("DRA devices not (yet) in this node's ResourceSlices, left unattributed: %s",
+                     ", ".join(sorted(names - self._unresolved_claims)))
+        self._unresolved_claims = names
+        return [*listing.allocations, *resolved]
+
     async def _allocations(self) -> tuple[list[Allocation] | None, list[Series]]:
         """The kubelet's GPU allocations (None when unavailable) and the attribution health series."""
         if self._pod_resources is None:
@@ -105,7 +124,7 @@ class GpuCollector:
         started = time.perf_counter()
         allocations: list[Allocation] | None
         try:
-            allocations = await self._pod_resources.list()
+            allocations = self._with_claims(await self._pod_resources.list())
         except PodResourcesError as exc:
             allocations = None
             if str(exc) != self._last_error:  # log a cause once, not every cycle
@@ -125,6 +144,8 @@ class GpuCollector:
         """Release the gRPC channel and shut NVML down (skipped if a driver call is hung)."""
         if self._pod_resources is not None:
             await self._pod_resources.close()
+        if self._dra is not None:
+            await asyncio.to_thread(self._dra.stop)  # joins the watch threads
         if self._busy.acquire(blocking=False):
             try:
                 self._nvml.shutdown()

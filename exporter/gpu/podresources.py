@@ -1,7 +1,8 @@
 """Client of the kubelet pod-resources API (v1 ``List``) on its unix socket.
 
 The I/O half of attribution: one ``List`` call with a deadline, flattened to
-:class:`~exporter.gpu.attribution.Allocation` rows. Every failure is a
+:class:`~exporter.gpu.attribution.Allocation` rows (device plugins) and
+:class:`~exporter.gpu.dra.ClaimDevice` rows (DRA claims, resolved later through ResourceSlices). Every failure is a
 :class:`PodResourcesError` whose message tells the operator what to fix: dcgm-exporter's
 most common complaint is empty pod labels with no hint why.
 """
@@ -10,12 +11,14 @@ from __future__ import annotations
 
 import importlib
 import os
+from dataclasses import dataclass, field
 from typing import Any
 
 import grpc
 
 from exporter.gpu import PodResourcesError
 from exporter.gpu.attribution import Allocation
+from exporter.gpu.dra import ClaimDevice
 
 # The generated module is untyped (no protobuf stubs here): it is Any at this one boundary.
 pb: Any = importlib.import_module("exporter.gpu.podresources_v1_pb2")
@@ -28,6 +31,27 @@ _CHANNEL_OPTIONS = [
     ("grpc.initial_reconnect_backoff_ms", 200),
     ("grpc.max_reconnect_backoff_ms", 2000),
 ]
+
+
+@dataclass(frozen=True)
+class Listing:
+    """What the kubelet reported: device-plugin allocations and DRA claim devices."""
+
+    allocations: list[Allocation] = field(default_factory=list)
+    claims: list[ClaimDevice] = field(default_factory=list)
+
+
+def claim_devices(response: Any) -> list[ClaimDevice]:
+    """One row per device of each container's DRA claims (``dynamic_resources``)."""
+    out: list[ClaimDevice] = []
+    for pod in response.pod_resources:
+        for container in pod.containers:
+            for claim in container.dynamic_resources:
+                for res in claim.claim_resources:
+                    out.append(ClaimDevice(pod.namespace, pod.name, container.name, claim.claim_name, res.driver_name,
+                                           res.pool_name, res.device_name,
+                                           res.share_id if res.HasField("share_id") else ""))
+    return out
 
 
 def allocations(response: Any) -> list[Allocation]:
@@ -49,7 +73,7 @@ class PodResourcesClient:
         self.timeout = timeout
         self._channel: grpc.aio.Channel | None = None
 
-    async def list(self) -> list[Allocation]:
+    async def list(self) -> Listing:
         if not os.path.exists(self.socket_path):
             raise PodResourcesError(
                 f"pod-resources socket {self.socket_path} does not exist: mount the kubelet's "
@@ -63,7 +87,7 @@ class PodResourcesClient:
         except grpc.aio.AioRpcError as exc:
             await self.close()  # a fresh channel next time: no stale connection or backoff state
             raise PodResourcesError(_describe(exc, self.socket_path, self.timeout)) from exc
-        return allocations(response)
+        return Listing(allocations(response), claim_devices(response))
 
     async def close(self) -> None:
         channel, self._channel = self._channel, None

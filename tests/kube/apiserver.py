@@ -56,7 +56,8 @@ class FakeApiServer:
         self.failing: Obj | None = None
         """While set, every request is answered with this Status (an API server in trouble)."""
         self.failing_for: dict[str, Obj] = {}
-        """Resource (plural) -> a Status every request for it is answered with (e.g. RBAC missing for pods)."""
+        """Resource (plural), or "group/version/resource", -> a Status every request for it is answered with
+        (e.g. RBAC missing for pods; "resource.k8s.io/v1/resourceslices" -> 404: a cluster before 1.34)."""
         self.allowed_users: set[str] = set()
         self.reviews: list[Obj] = []
         self._open = threading.Event()
@@ -167,7 +168,9 @@ class FakeApiServer:
         while not self._open.is_set():  # a hung API server, or a test holding a request back
             await asyncio.sleep(0.02)
         failure = self.injected.pop(0) if self.injected else self.failing
-        failure = failure or self.failing_for.get(request.match_info.get("resource", ""))
+        info = request.match_info
+        versioned = f'{info.get("group", "")}/{info.get("version", "")}/{info.get("resource", "")}'
+        failure = failure or self.failing_for.get(info.get("resource", "")) or self.failing_for.get(versioned)
         return None if failure is None else web.json_response(failure, status=failure["code"])
 
     async def _object(self, request: web.Request) -> web.Response:

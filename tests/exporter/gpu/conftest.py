@@ -56,7 +56,7 @@ class NvmlChild:
 
     def __init__(self, tmp: Path, *, lib_dir: Path, profile: Path | None, mode: str = "on",
                  socket: str | None = None, node: str = "gpu-node-1", timeout: float = 30.0,
-                 library_path: str | None = None) -> None:
+                 library_path: str | None = None, dra: str = "off", apiserver: str | None = None) -> None:
         self.control = tmp / "control"
         self.control.write_text("")
         self.stderr = tmp / "child.log"
@@ -65,7 +65,7 @@ class NvmlChild:
         if profile is not None:
             env["FAKE_NVML_PROFILE"] = str(profile)
         options = json.dumps({"mode": mode, "node": node, "socket": socket, "timeout": timeout,
-                              "library_path": library_path})
+                              "library_path": library_path, "dra": dra, "apiserver": apiserver})
         with open(self.stderr, "wb") as err:
             self.proc = subprocess.Popen([PYTHON, "-m", "tests.exporter.gpu.nvml_child", options], cwd=REPO, env=env,
                                          stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err, text=True)

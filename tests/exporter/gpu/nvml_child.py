@@ -27,9 +27,15 @@ def emit(message: dict[str, Any]) -> None:
 async def main(options: dict[str, Any]) -> None:
     logging.basicConfig(level=logging.DEBUG, stream=sys.stderr, format="%(levelname)s %(name)s %(message)s")
     try:
+        kube_api = None
+        if options.get("apiserver"):
+            from tests.kube.client import api_client
+
+            kube_api = api_client(options["apiserver"])
         collector = build_collector(mode=options["mode"], node_name=options.get("node", ""),
                                     pod_resources_socket=options.get("socket"),
-                                    library_path=options.get("library_path"))
+                                    library_path=options.get("library_path"), dra=options.get("dra", "off"),
+                                    kube_api=kube_api)
     except GpuSetupError as exc:
         emit({"setup_error": str(exc)})
         return

@@ -10,7 +10,8 @@ import pytest
 from exporter.collector import CollectorError
 from exporter.gpu import PodResourcesError
 from exporter.gpu.attribution import Allocation
-from exporter.gpu.podresources import PodResourcesClient, allocations
+from exporter.gpu.dra import ClaimDevice
+from exporter.gpu.podresources import Listing, PodResourcesClient, allocations, claim_devices
 from tests.exporter.gpu.kubelet import FakeKubelet, response
 
 GPU_A = "GPU-6513270e-269e-4d37-b2a7-4de452e6b438"
@@ -35,10 +36,10 @@ async def test_list_reads_the_kubelet(kubelet: FakeKubelet) -> None:
     try:
         rows = await client.list()
         kubelet.pods = {}
-        assert await client.list() == []
+        assert await client.list() == Listing()
     finally:
         await client.close()
-    assert rows == allocations(response(PODS))
+    assert rows == Listing(allocations(response(PODS)), [])
     assert kubelet.calls == 2
 
 
@@ -68,7 +69,7 @@ async def test_erroring_kubelet_and_recovery(kubelet: FakeKubelet) -> None:
         with pytest.raises(PodResourcesError, match="INTERNAL: injected failure"):
             await client.list()
         kubelet.error = None
-        assert len(await client.list()) == 3  # a fresh channel after the failure
+        assert len((await client.list()).allocations) == 3  # a fresh channel after the failure
     finally:
         await client.close()
 
@@ -82,3 +83,20 @@ async def test_stale_socket_file_is_unavailable(tmp_path: Path) -> None:
             await client.list()
     finally:
         await client.close()
+
+
+async def test_dra_claims_come_through_the_real_proto(kubelet: FakeKubelet) -> None:
+    kubelet.pods = {("demo", "vllm-a"): {"vllm": [("nvidia.com/gpu", [GPU_A])]}}
+    kubelet.claims = {("demo", "vllm-a"): {"vllm": [("gpu-claim", "gpu.nvidia.com", "node-a", "gpu-1", None)]},
+                      ("demo", "vllm-b"): {"engine": [("shared", "gpu.nvidia.com", "node-a", "gpu-2", "4f1c")]}}
+    client = PodResourcesClient(socket_path=kubelet.socket, timeout=10)
+    try:
+        listing = await client.list()
+    finally:
+        await client.close()
+    assert listing.allocations == [Allocation("demo", "vllm-a", "vllm", "nvidia.com/gpu", (GPU_A,))]
+    assert listing.claims == [
+        ClaimDevice("demo", "vllm-a", "vllm", "gpu-claim", "gpu.nvidia.com", "node-a", "gpu-1", ""),
+        ClaimDevice("demo", "vllm-b", "engine", "shared", "gpu.nvidia.com", "node-a", "gpu-2", "4f1c"),
+    ]
+    assert claim_devices(response({})) == []
