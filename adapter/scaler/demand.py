@@ -12,6 +12,7 @@ value is 0, an empty sum), and activity is the source's demand against ``activat
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -59,7 +60,7 @@ class Demand:
         query = MetricQuery(trigger.info.name, trigger.selector)
         what = f"{trigger.workload} in {namespace}"
         try:
-            return (await self._service.aggregate_over(target_of(trigger.workload, namespace), query)).value
+            value = (await self._service.aggregate_over(target_of(trigger.workload, namespace), query)).value
         except NoPodsError as exc:
             if trigger.activation is None:
                 raise NoDataError(f"{what} has no pods, and the trigger names no activationSource to read "
@@ -75,6 +76,9 @@ class Demand:
             raise MetadataError(str(exc)) from exc
         except (RequestError, ProviderError) as exc:
             raise SourceDownError(f"{what}: {exc}") from exc
+        if not math.isfinite(value):  # an infinite latency has no number KEDA could use
+            raise NoDataError(f"{trigger.info.name} of {what} has no finite value")
+        return value
 
     async def _source(self, trigger: Trigger) -> float:
         assert trigger.activation is not None

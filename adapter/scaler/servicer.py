@@ -30,6 +30,7 @@ from adapter.scaler.trigger import Trigger
 pb: Any = importlib.import_module("adapter.scaler.externalscaler_pb2")
 
 log = logging.getLogger(__name__)
+_INT64_MAX = 2**63 - 1
 
 
 class CallerCheck:
@@ -81,7 +82,7 @@ class ExternalScaler:
 
     async def GetMetricSpec(self, request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
         trigger = await self._trigger(request, context)
-        spec = pb.MetricSpec(metricName=trigger.metric_name, targetSize=math.ceil(trigger.target),
+        spec = pb.MetricSpec(metricName=trigger.metric_name, targetSize=min(math.ceil(trigger.target), _INT64_MAX),
                              targetSizeFloat=trigger.target)
         return pb.GetMetricSpecResponse(metricSpecs=[spec])
 
@@ -96,7 +97,8 @@ class ExternalScaler:
         except ScalerError as exc:
             await self._fail(ref, exc, context)
         # KEDA reads metricValueFloat when it is > 0, else the integer (so 0 must be 0 in both).
-        metric = pb.MetricValue(metricName=trigger.metric_name, metricValue=math.ceil(value), metricValueFloat=value)
+        metric = pb.MetricValue(metricName=trigger.metric_name, metricValue=min(math.ceil(value), _INT64_MAX),
+                                metricValueFloat=value)
         return pb.GetMetricsResponse(metricValues=[metric])
 
     async def IsActive(self, request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:

@@ -83,7 +83,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             "--keda-port", str(keda_port), "--keda-client-ca-file", str(pki.client_ca_file),
             "--keda-allowed-names", "keda-operator"])
         adapter = Adapter(f"https://127.0.0.1:{port}", context, procs, {}, {})
-        adapter.poll(OBJECT + "kvscale_vllm_requests_waiting", lambda s, b: s == 200)
+        for metric in ("kvscale_vllm_requests_waiting", "kvscale_vllm_ttft_seconds?metricLabelSelector=quantile%3D0.5"):
+            adapter.poll(OBJECT + metric, lambda s, b: s == 200)  # windowed quantiles need two collections
         yield Stack(adapter, f"127.0.0.1:{keda_port}", pki, targets)
     finally:
         procs.stop()

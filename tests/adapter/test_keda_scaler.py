@@ -140,6 +140,21 @@ async def test_unknown_is_an_error_never_zero(served: Served) -> None:
         await client.close()
 
 
+async def test_an_infinite_value_is_unknown_too(served: Served) -> None:
+    h = served.harness
+    h.exporter.body = EXPOSITION.replace(b'pod="vllm-7d9c6-abcde",model_name="llama-3-8b"} 0.75',
+                                         b'pod="vllm-7d9c6-abcde",model_name="llama-3-8b"} +Inf')
+    await h.provider.refresh_once()
+    client = served.client({"family": "kvscale_vllm_kv_cache_usage_ratio", "deployment": "vllm", "target": "1"})
+    try:
+        assert await status_of(client.value()) == grpc.StatusCode.NOT_FOUND
+    finally:
+        await client.close()
+    resp = await h.client.get(CUSTOM + "/v1beta2/namespaces/llm/deployments.apps/vllm/"
+                              "kvscale_vllm_kv_cache_usage_ratio")
+    assert resp.status == 404  # the custom-metrics API's answer for the same view
+
+
 @pytest.mark.parametrize(("change", "message"), [
     ({"family": "kvscale_gpu_utilization_ratio"}, "not one kvscale serves"),
     ({"family": "vllm:num_requests_waiting"}, "not one kvscale serves"),
