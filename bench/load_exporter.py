@@ -172,7 +172,7 @@ async def _load(listen: str, pid: int, result: LoadResult, *, scrapers: int, hos
     await asyncio.gather(*tasks)
 
 
-def run(*, scrapers: int, hostile: int, seconds: float, interval: float = 0.25, idle_timeout: float = 2.0,
+def run(*, scrapers: int, hostile: int, seconds: float, interval: float = 1.0, idle_timeout: float = 2.0,
         max_connections: int = 256) -> LoadResult:
     """Start a target and an exporter, load them, and measure (see the module docstring)."""
     result = LoadResult(seconds=seconds, interval=interval)
@@ -214,12 +214,13 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--scrapers", type=int, default=100)
     p.add_argument("--hostile", type=int, default=1200)
     p.add_argument("--seconds", type=float, default=60.0)
+    p.add_argument("--interval", type=float, default=1.0, help="the exporter's collection interval (its default)")
     p.add_argument("--serve-target", type=int, metavar="PORT", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.serve_target:
         serve_target(args.serve_target)
         return
-    result = run(scrapers=args.scrapers, hostile=args.hostile, seconds=args.seconds)
+    result = run(scrapers=args.scrapers, hostile=args.hostile, seconds=args.seconds, interval=args.interval)
     for name, value in result.rows():
         print(f"{name:<55} {value}")
     for line in result.log_problems[:10]:
