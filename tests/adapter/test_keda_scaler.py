@@ -9,6 +9,7 @@ import asyncio
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import grpc
@@ -16,11 +17,14 @@ import pytest
 import trustme
 
 from adapter.inventory import load_pod_file
+from adapter.promsource import PrometheusProvider, PrometheusSettings
 from adapter.quantity import format_quantity
+from adapter.scaler import NoDataError
 from adapter.scaler.activation import ActivationSources
 from adapter.scaler.demand import Demand
 from adapter.scaler.server import ScalerEndpoint, start
 from adapter.scaler.servicer import CallerCheck, ExternalScaler
+from adapter.scaler.trigger import Activation
 from adapter.service import MetricsService
 from adapter.tls import TLSFiles
 from tests.adapter.helpers import CUSTOM, EXPOSITION, PODS, FakeExporter, Harness, direct_adapter
@@ -286,3 +290,25 @@ async def test_the_simulators_keda_model_reads_through_the_scaler(served: Served
         assert model.failures == 1  # counted toward fallback, as KEDA does
     finally:
         source.close()
+
+
+async def test_activation_from_a_promql_query_on_the_real_prometheus(served: Served, prometheus_factory: Any) -> None:
+    host = served.gateway.url.removeprefix("http://").rstrip("/")
+    prom = await asyncio.to_thread(prometheus_factory, {"scrape_configs": [
+        {"job_name": "epp", "static_configs": [{"targets": [host]}]}]})
+    served.gateway.body = GATEWAY % 4
+    query = 'sum(llm_d_epp_flow_control_queue_size{inference_pool="llama"})'
+    async with aiohttp.ClientSession() as session:
+        promql = PrometheusProvider(session=session, settings=PrometheusSettings(prom.url))
+        sources = ActivationSources(session=session, urls={}, prometheus=promql)
+        deadline = asyncio.get_running_loop().time() + 30
+        while True:
+            try:
+                if await sources.demand(Activation("prometheus", query=query)) == 4.0:
+                    break
+            except NoDataError:
+                pass  # not scraped yet: unknown, never 0
+            assert asyncio.get_running_loop().time() < deadline, "Prometheus never had the router's queue"
+            await asyncio.sleep(0.2)
+        with pytest.raises(NoDataError):  # a query with no series is unknown demand
+            await sources.demand(Activation("prometheus", query='sum(llm_d_epp_flow_control_queue_size{x="y"})'))
