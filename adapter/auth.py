@@ -113,7 +113,10 @@ class Authenticator:
 
     def _from_headers(self, headers: Mapping[str, str], values: Mapping[str, Sequence[str]]) -> User | None:
         assert self._rh is not None
-        lower = {k.lower(): v for k, v in values.items()} if values else {k.lower(): [v] for k, v in headers.items()}
+        lower: dict[str, list[str]] = {}
+        pairs = [(k, v) for k, vs in values.items() for v in vs] if values else list(headers.items())
+        for key, value in pairs:  # names are case-insensitive: every spelling's values count, in order
+            lower.setdefault(key.lower(), []).append(value)
         name = next((v for h in self._rh.username_headers for v in lower.get(h.lower(), ()) if v), "")
         if not name:
             return None
@@ -172,9 +175,10 @@ def from_configmap(data: Mapping[str, str]) -> ClusterAuth:
     return ClusterAuth(requestheader, client_ca.encode() if client_ca else None)
 
 
-def read_cluster_auth(core_api: Any) -> ClusterAuth:
+def read_cluster_auth(core_api: Any, timeout: float = 10.0) -> ClusterAuth:
     try:
-        cm = core_api.read_namespaced_config_map(CONFIGMAP_NAME, CONFIGMAP_NAMESPACE, _request_timeout=10)
+        cm = core_api.read_namespaced_config_map(CONFIGMAP_NAME, CONFIGMAP_NAMESPACE,
+                                                 _request_timeout=(timeout, timeout))
     except Exception as exc:  # ApiException (403 without the auth-reader RoleBinding), transport errors
         raise AuthConfigError(
             f"cannot read {CONFIGMAP_NAMESPACE}/{CONFIGMAP_NAME} (needs the extension-apiserver-authentication-reader "

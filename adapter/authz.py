@@ -2,22 +2,26 @@
 
 Mirrors k8s.io/apiserver's delegating authorizer: ``system:masters`` is always
 allowed; allow and deny are both cached for ``ttl`` seconds. A review that cannot
-be made denies (logged with its cause): failing open would hand the metrics API
-to anyone who can reach the port.
+be made is an error (500, as kube-apiserver answers; logged with its cause, rate-limited),
+never an allow: failing open would hand the metrics API to anyone who can reach the port.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from adapter.auth import User
+from adapter.listener import RateLimitedLog
 
 log = logging.getLogger(__name__)
+_failures = RateLimitedLog(log)  # an API outage fails every uncached request: one line each is a flood
 
 
 @dataclass(frozen=True)
@@ -68,32 +72,59 @@ class AllowAll:
         return True
 
 
-class DelegatedAuthorizer:
-    """SubjectAccessReview through the ``kubernetes`` client (synchronous: run in a thread)."""
+class AuthorizationError(Exception):
+    """The review could not be made (timeout, transport, API error): answered 500, never allowed."""
 
-    def __init__(self, *, authorization_api: Any, ttl: float = 10.0,
+
+class DelegatedAuthorizer:
+    """SubjectAccessReview through the ``kubernetes`` client, which is synchronous.
+
+    The reviews run in the authorizer's own small thread pool, so a hung kube-apiserver
+    can hold at most ``workers`` threads and never the loop's default pool that other
+    parts (exporter body parsing) use. Each review has a deadline (``timeout``: the
+    client's socket timeouts, and the wait for an answer). Concurrent identical reviews
+    share one call (single flight): a burst of HPA requests costs one review.
+    """
+
+    def __init__(self, *, authorization_api: Any, ttl: float = 10.0, timeout: float = 5.0, workers: int = 4,
                  monotonic: Callable[[], float] = time.monotonic) -> None:
         self._api = authorization_api
         self._ttl = ttl
+        self._timeout = timeout
         self._monotonic = monotonic
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="subjectaccessreview")
         self._cache: dict[tuple[object, ...], tuple[float, bool]] = {}
+        self._inflight: dict[tuple[object, ...], asyncio.Future[bool]] = {}
 
     async def allowed(self, attrs: Attributes) -> bool:
         if "system:masters" in attrs.user.groups:
             return True
         key = attrs.cache_key()
-        now = self._monotonic()
         hit = self._cache.get(key)
-        if hit is not None and now - hit[0] < self._ttl:
+        if hit is not None and self._monotonic() - hit[0] < self._ttl:
             return hit[1]
+        shared = self._inflight.get(key)
+        if shared is None:
+            shared = self._inflight[key] = asyncio.ensure_future(self._review(key, attrs))
+            shared.add_done_callback(lambda _: self._inflight.pop(key, None))
+        return await asyncio.shield(shared)  # one caller going away must not cancel the others' review
+
+    async def _review(self, key: tuple[object, ...], attrs: Attributes) -> bool:
+        loop = asyncio.get_running_loop()
+        call = functools.partial(self._api.create_subject_access_review, review_body(attrs),
+                                 _request_timeout=(self._timeout, self._timeout))
         try:
-            result = await asyncio.to_thread(self._api.create_subject_access_review, review_body(attrs))
+            async with asyncio.timeout(self._timeout):
+                result = await loop.run_in_executor(self._pool, call)
             status = result.status if hasattr(result, "status") else result["status"]
             allowed = bool(status.allowed if hasattr(status, "allowed") else status.get("allowed"))
-        except Exception as exc:  # any client or transport failure: deny, say why, do not cache
-            log.error("SubjectAccessReview for %s failed, denying: %s", attrs.describe(), exc)
-            return False
+        except Exception as exc:  # any client or transport failure, or the deadline: not cached
+            _failures.warning("SubjectAccessReview for %s failed: %s: %s", attrs.describe(), type(exc).__name__, exc)
+            raise AuthorizationError(f"SubjectAccessReview failed: {type(exc).__name__}") from exc
         if len(self._cache) > 10_000:
             self._cache.clear()
-        self._cache[key] = (now, allowed)
+        self._cache[key] = (self._monotonic(), allowed)
         return allowed
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)

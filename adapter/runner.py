@@ -26,6 +26,7 @@ from adapter.direct import DirectProvider, DirectSettings
 from adapter.endpoints import EndpointSource, StaticEndpoints
 from adapter.inventory import PodInventory, load_pod_file
 from adapter.kube import KubeExporterEndpoints, KubePodInventory
+from adapter.listener import ConnectionLimits, Listener, RateLimitedLog, exception_handler
 from adapter.promsource import PrometheusProvider, PrometheusSettings
 from adapter.provider import MetricsProvider
 from adapter.scaler.setup import serve_keda
@@ -57,7 +58,7 @@ def _kube_clients(settings: AdapterSettings) -> Any:
 
 def _cluster_auth(settings: AdapterSettings, kube: Any) -> ClusterAuth:
     if settings.requestheader_client_ca_file is None and settings.client_ca_file is None:
-        return read_cluster_auth(kube.client.CoreV1Api())
+        return read_cluster_auth(kube.client.CoreV1Api(), settings.kube_api_timeout)
     rh = None
     try:
         if settings.requestheader_client_ca_file is not None:
@@ -135,8 +136,12 @@ async def _serve(settings: AdapterSettings, session: aiohttp.ClientSession, kube
                     cache=ResponseCache(ttl=settings.refresh_interval))
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
-    site = web.TCPSite(runner, settings.bind_address, settings.secure_port, ssl_context=ssl_context)
-    await site.start()
+    problems = RateLimitedLog(logging.getLogger("adapter.listener"))
+    asyncio.get_running_loop().set_exception_handler(exception_handler(problems))
+    listener = Listener(runner, ConnectionLimits(
+        settings.max_connections, settings.request_header_timeout, settings.keepalive_timeout,
+        settings.max_request_header_bytes), ssl_context, problems=problems)
+    await listener.start(settings.bind_address, settings.secure_port)
     scheme = "http" if ssl_context is None else "https"
     log.info("serving custom.metrics.k8s.io on %s://%s:%d (source %s)", scheme, settings.bind_address,
              settings.secure_port, settings.source)
@@ -153,6 +158,7 @@ async def _serve(settings: AdapterSettings, session: aiohttp.ClientSession, kube
         task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await asyncio.gather(*tasks)
+    await listener.close()
     await runner.cleanup()
 
 
@@ -164,8 +170,7 @@ def _security(settings: AdapterSettings, kube: Any, tasks: list[asyncio.Task[Non
     assert settings.tls_cert_file is not None and settings.tls_private_key_file is not None
     cluster = _cluster_auth(settings, kube)
     authenticator = Authenticator(requestheader=cluster.requestheader, client_ca_pem=cluster.client_ca_pem)
-    authorizer = DelegatedAuthorizer(authorization_api=kube.client.AuthorizationV1Api()) \
-        if settings.authorization_mode == "delegated" else None
+    authorizer = _authorizer(settings, kube)
     security = Security(authenticator=authenticator, authorizer=authorizer)
     cas = tuple(p for p in (settings.requestheader_client_ca_file, settings.client_ca_file) if p is not None)
     files = TLSFiles(settings.tls_cert_file, settings.tls_private_key_file, cas)
@@ -187,6 +192,19 @@ def _security(settings: AdapterSettings, kube: Any, tasks: list[asyncio.Task[Non
         tasks.append(asyncio.create_task(_follow_configmap(kube, security, ctx, cluster,
                                                            settings.cert_reload_interval)))
     return security, ctx
+
+
+def _authorizer(settings: AdapterSettings, kube: Any) -> DelegatedAuthorizer | None:
+    mode = settings.authorization_mode
+    if mode == "auto":
+        mode = "delegated" if kube is not None else "none"
+    if mode == "none":
+        log.warning("!!! authorization is OFF (--authorization-mode %s): every authenticated user may read every "
+                    "metric. In a cluster use --authorization-mode delegated. !!!", settings.authorization_mode)
+        return None
+    if kube is None:
+        raise SettingsError("--authorization-mode delegated needs the Kubernetes API (in a cluster, or --kubeconfig)")
+    return DelegatedAuthorizer(authorization_api=kube.client.AuthorizationV1Api(), timeout=settings.kube_api_timeout)
 
 
 async def _follow_configmap(kube: Any, security: Security, ctx: ssl.SSLContext, current: ClusterAuth,

@@ -19,7 +19,7 @@ from aiohttp import web
 
 from adapter import wire
 from adapter.auth import Authenticator, User
-from adapter.authz import Attributes, Authorizer
+from adapter.authz import Attributes, AuthorizationError, Authorizer
 from adapter.provider import AmbiguousMetricError, MetricQuery, SourceUnavailableError, UnknownMetricError
 from adapter.selectors import EVERYTHING, Selector, SelectorError, parse_selector
 from adapter.selfmetrics import SelfMetrics
@@ -60,23 +60,37 @@ def _authenticate(request: web.Request, security: Security) -> User | None:
     if security.authenticator is None:
         return User("system:anonymous", ("system:unauthenticated",))
     values: dict[str, list[str]] = {}
-    for key, value in request.headers.items():
-        values.setdefault(key, []).append(value)
+    for key, value in request.headers.items():  # header names are case-insensitive: X-Remote-Group == x-remote-group
+        values.setdefault(key.lower(), []).append(value)
     return security.authenticator.authenticate(_peer_der(request), None, values)
 
 
-def _attributes(request: web.Request, user: User) -> Attributes:
-    """SubjectAccessReview attributes: resource requests as the reference apiserver maps them, else the path."""
-    info = request.match_info
-    if "metric" not in info:
-        return Attributes(user=user, verb="get", path=request.path)
-    if request.path.startswith(_EXTERNAL):
-        return Attributes(user=user, verb="get", group=wire.EXTERNAL_GROUP, version=wire.EXTERNAL_VERSION,
-                          resource=info["metric"], namespace=info["namespace"])
-    resource = info.get("resource", "metrics")
-    return Attributes(user=user, verb="get", group=wire.CUSTOM_GROUP, version=info.get("version", ""),
-                      resource=resource, subresource=info["metric"], name=info.get("name", "*"),
-                      namespace=info.get("namespace", ""))
+_NAMESPACE_SUBRESOURCES = frozenset({"status", "finalize"})
+
+
+def request_attributes(path: str, user: User, verb: str = "get") -> Attributes:
+    """SubjectAccessReview attributes as kube-apiserver's RequestInfoFactory builds them from the path (pure).
+
+    ``/apis/G/V/namespaces/NS/pods/*/M`` is resource ``pods``, name ``*``, subresource ``M``;
+    ``/apis/G/V/namespaces/NS/metrics/M`` is resource ``metrics``, name ``M``; ``/apis/G/V/namespaces/NS/M``
+    (external metrics, namespace objects) is resource ``M`` with no name, so its verb is ``list``.
+    Anything that is not ``/apis/G/V/<resource>...`` is a non-resource path.
+    """
+    parts = [p for p in path.split("/") if p]
+    if len(parts) < 4 or parts[0] != "apis":
+        return Attributes(user=user, verb=verb, path=path)
+    group, version, rest = parts[1], parts[2], parts[3:]
+    namespace = ""
+    if rest[0] == "namespaces" and len(rest) > 1:
+        namespace = rest[1]
+        if len(rest) > 2 and rest[2] not in _NAMESPACE_SUBRESOURCES:
+            rest = rest[2:]
+    name = rest[1] if len(rest) > 1 else ""
+    subresource = rest[2] if len(rest) > 2 else ""
+    if verb == "get" and not name:
+        verb = "list"
+    return Attributes(user=user, verb=verb, group=group, version=version, resource=rest[0],
+                      subresource=subresource, name=name, namespace=namespace)
 
 
 def build_app(*, service: MetricsService, security: Security, metrics: SelfMetrics,
@@ -116,7 +130,7 @@ async def _guarded(request: web.Request, handler: Handler, security: Security) -
         if user is None:
             return status_response(401, "Unauthorized", "Unauthorized")
         if security.authorizer is not None:
-            attrs = _attributes(request, user)
+            attrs = request_attributes(request.path, user)
             if not await security.authorizer.allowed(attrs):
                 return status_response(403, "Forbidden", f"{attrs.describe()} is forbidden for user {user.name!r}")
         return await handler(request)
@@ -129,6 +143,8 @@ async def _guarded(request: web.Request, handler: Handler, security: Security) -
     except SourceUnavailableError as exc:
         log.warning("metrics source unavailable for %s: %s", request.path, exc)
         return status_response(503, "ServiceUnavailable", "the metrics source is unavailable")
+    except AuthorizationError:  # logged (rate-limited) with its cause where it happened
+        return status_response(500, "InternalError", "the authorization check could not be completed")
     except Exception:
         log.exception("unexpected error serving %s", request.path_qs)
         return status_response(500, "InternalError", "an internal error occurred")

@@ -42,8 +42,22 @@ class AdapterSettings:
         metavar="HEADERS")
     requestheader_extra_headers_prefix: tuple[str, ...] = setting(
         ("X-Remote-Extra-",), f"Header prefixes {_HEADERS} of the user's extra attributes.", metavar="PREFIXES")
-    authorization_mode: Literal["none", "delegated"] = setting(
-        "none", "delegated: SubjectAccessReview to kube-apiserver (cached 10 s); none: any authenticated user.")
+    authorization_mode: Literal["auto", "none", "delegated"] = setting(
+        "auto", "delegated: SubjectAccessReview to kube-apiserver (cached 10 s); none: any authenticated user "
+                "(logged loudly at startup); auto: delegated when the adapter talks to a cluster, else none.")
+    kube_api_timeout: float = setting(
+        5.0, "Seconds before a Kubernetes API call (SubjectAccessReview, the front-proxy ConfigMap) counts as "
+             "failed; a review that overruns is a 500, never an allow.", metavar="SECONDS")
+    max_connections: int = setting(
+        2048, "Connections held at once, counted from the TCP accept; one more is closed at once.",
+        metavar="COUNT")
+    request_header_timeout: float = setting(
+        10.0, "Seconds from the accept to the end of the first request's header, TLS handshake included "
+              "(408 after).", metavar="SECONDS")
+    keepalive_timeout: float = setting(60.0, "Seconds an idle kept-alive connection waits for its next request.",
+                                       metavar="SECONDS")
+    max_request_header_bytes: int = setting(65536, "Largest request header accepted (431 beyond).",
+                                            metavar="BYTES")
     source: Literal["direct", "prometheus"] = setting(
         "direct", "direct: read the exporters; prometheus: PromQL against --prometheus-url.")
     exporter_url: tuple[str, ...] = setting(
@@ -124,6 +138,10 @@ class AdapterSettings:
                 raise SettingsError(f"--{name.replace('_', '-')} {getattr(self, name)} is not a port", field=name)
         if self.prometheus_timeout <= 0 or self.cert_reload_interval <= 0 or self.window_seconds <= 0:
             raise SettingsError("--prometheus-timeout, --cert-reload-interval and --window-seconds must be positive")
+        for name in ("kube_api_timeout", "max_connections", "request_header_timeout", "keepalive_timeout",
+                     "max_request_header_bytes"):
+            if getattr(self, name) <= 0:
+                raise SettingsError(f"--{name.replace('_', '-')} must be positive", field=name)
 
     @property
     def keda_activation_sources(self) -> dict[str, str]:

@@ -18,6 +18,10 @@ from pathlib import Path
 log = logging.getLogger(__name__)
 
 
+# TLS 1.2: forward-secret AEAD suites only (no CBC, no static RSA); TLS 1.3 suites are all AEAD.
+TLS12_CIPHERS = "ECDHE+AESGCM:ECDHE+CHACHA20"
+
+
 class TLSConfigError(Exception):
     """The certificate, key or CA files cannot be loaded."""
 
@@ -32,6 +36,7 @@ class TLSFiles:
 def build_context(files: TLSFiles, *, extra_ca_pem: bytes = b"") -> ssl.SSLContext:
     ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    ctx.set_ciphers(TLS12_CIPHERS)
     load_into(ctx, files, extra_ca_pem=extra_ca_pem)
     return ctx
 

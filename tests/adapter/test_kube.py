@@ -191,11 +191,3 @@ async def test_delegated_authorization_allows_denies_and_caches(apiserver: FakeA
     assert len(apiserver.reviews) == 3
     assert await authz.allowed(Attributes(user=User("root", ("system:masters",)), verb="get", path="/apis"))
     assert len(apiserver.reviews) == 3
-
-
-async def test_unreachable_authorizer_denies() -> None:
-    cfg = client.Configuration()
-    cfg.host = "http://127.0.0.1:9"
-    cfg.retries = 0
-    authz = DelegatedAuthorizer(authorization_api=client.AuthorizationV1Api(client.ApiClient(cfg)))
-    assert not await authz.allowed(PODS_ATTRS)

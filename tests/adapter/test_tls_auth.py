@@ -226,3 +226,13 @@ async def test_serving_certificate_is_reloaded_when_files_change(pki: PKI) -> No
     finally:
         watcher.cancel()
         await runner.cleanup()
+
+
+async def test_repeated_group_headers_in_mixed_case_keep_every_value(served: Served) -> None:
+    """Header names are case-insensitive: X-Remote-Group and x-remote-group are one header (Go canonicalizes)."""
+    proxy = served.pki.client_files(served.pki.proxy_ca, "front-proxy-client")
+    auth = Authenticator(requestheader=RequestHeaderConfig(served.pki.proxy_ca.cert_pem.bytes()))
+    der = x509.load_pem_x509_certificate(proxy[0].read_bytes()).public_bytes(Encoding.DER)
+    got = auth.authenticate(der, None, {"X-Remote-User": ["alice"], "X-Remote-Group": ["team-a"],
+                                        "x-remote-group": ["team-b"], "X-REMOTE-GROUP": ["team-c"]})
+    assert got is not None and got.groups == ("team-a", "team-b", "team-c")
