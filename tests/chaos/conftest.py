@@ -237,20 +237,24 @@ class Load:
     max_tokens: int
     clients: int
     pause: float = 0.0
+    vary: bool = False
+    """Draw each request's output length from [max_tokens / 2, max_tokens], so requests do not finish in step."""
     sent: int = 0
     done: int = 0
     errors: list[str] = field(default_factory=list)
-    latencies: list[float] = field(default_factory=list)
-    """Seconds from sending each completed request to its full answer."""
+    answered: list[tuple[float, float]] = field(default_factory=list)
+    """(monotonic time sent, seconds until the full answer) of each completed request."""
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     def start(self) -> Load:
-        self._tasks = [asyncio.create_task(self._client()) for _ in range(self.clients)]
+        self._tasks = [asyncio.create_task(self._client(i)) for i in range(self.clients)]
         return self
 
-    async def _client(self) -> None:
-        body = {"prompt": list(range(self.prompt_tokens)), "max_tokens": self.max_tokens}
+    async def _client(self, index: int) -> None:
+        rng = random.Random(index)
         while True:
+            tokens = rng.randint(self.max_tokens // 2, self.max_tokens) if self.vary else self.max_tokens
+            body = {"prompt": list(range(self.prompt_tokens)), "max_tokens": tokens}
             self.sent += 1
             sent = time.monotonic()
             try:
@@ -259,10 +263,14 @@ class Load:
                     if resp.status != 200:
                         self.errors.append(f"HTTP {resp.status}")
                 self.done += 1
-                self.latencies.append(time.monotonic() - sent)
+                self.answered.append((sent, time.monotonic() - sent))
             except aiohttp.ClientError as exc:
                 self.errors.append(repr(exc))
             await asyncio.sleep(self.pause)
+
+    def latencies(self, answered_after: float = 0.0) -> list[float]:
+        """Latencies of the requests answered after ``answered_after`` (monotonic)."""
+        return [seconds for sent, seconds in self.answered if sent + seconds >= answered_after]
 
     async def stop(self) -> None:
         for task in self._tasks:
@@ -289,8 +297,9 @@ class Replica:
     def url(self) -> str:
         return self.handle.replica_urls[self.pod]
 
-    def load(self, *, prompt_tokens: int, max_tokens: int, clients: int, pause: float = 0.0) -> Load:
-        load = Load(self.url, self.session, prompt_tokens, max_tokens, clients, pause).start()
+    def load(self, *, prompt_tokens: int, max_tokens: int, clients: int, pause: float = 0.0,
+             vary: bool = False) -> Load:
+        load = Load(self.url, self.session, prompt_tokens, max_tokens, clients, pause, vary).start()
         self.loads.append(load)
         return load
 

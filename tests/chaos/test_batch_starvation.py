@@ -54,23 +54,26 @@ async def test_long_prompts_starve_short_requests_and_the_ttft_alert_fires(
     assert ttft is not None and queue is not None
     # (vLLM's first queue-time bucket ends at 0.3 s: PromQL-style interpolation puts short waits below it.)
     assert ttft < SLO and queue <= 0.3
-    calm = statistics.median(short.latencies)
+    calm = statistics.median(short.latencies())
     assert calm < SLO
 
     # Three clients send 64k-token prompts back to back: each takes ~8 steps of a full token budget, and the
     # short requests that arrive meanwhile wait in the queue (vLLM schedules running prefills first).
     replica.load(prompt_tokens=64_000, max_tokens=4, clients=3)
-    starved_from = len(short.latencies)
+    starved_from = time.monotonic() + 1.0  # once the long prefills hold the token budget
     ttft, queue = await _until(exporter, pod, lambda t, q: t is not None and t > SLO and q is not None and q > SLO,
                                25)
     assert ttft is not None and ttft > SLO, ttft
     assert queue is not None and queue > SLO, queue  # the time went into waiting, not into computing
-    starved = statistics.median(short.latencies[starved_from:])
-    assert starved > 5 * calm and starved > SLO / 2, (calm, starved)  # the short ones themselves were blocked
     m = await asyncio.to_thread(scrape, exporter)
     saturation = pod_value(m, "kvscale_vllm_saturation_ratio", pod)
     assert saturation is not None and saturation > 1.0
     assert (pod_value(m, "kvscale_vllm_kv_cache_usage_ratio", pod) or 0.0) < 0.5  # not a KV problem
+    deadline = time.monotonic() + 15
+    while len(short.latencies(starved_from)) < 8 and time.monotonic() < deadline:
+        await asyncio.sleep(0.2)
+    starved = statistics.median(short.latencies(starved_from))
+    assert starved > 5 * calm and starved > SLO / 2, (calm, starved)  # the short ones themselves were blocked
 
     firing = await asyncio.to_thread(
         prometheus.wait_for, 'ALERTS{alertname="KvscaleTTFTOverSLO",alertstate="firing",quantile="0.95"}', 30.0)

@@ -102,7 +102,7 @@ class KvStack:
 @pytest.fixture
 async def kv_stack(replica_factory: Any, procs: Processes, pki: PKI, prometheus_factory: Any,
                    tmp_path: Path) -> KvStack:
-    replica = await replica_factory(small_kv_profile(256))  # 256 blocks x 16 = 4,096 tokens of KV cache
+    replica = await replica_factory(small_kv_profile(512))  # 512 blocks x 16 = 8,192 tokens of KV cache
     rules = build_rules(tmp_path / "alerts", SHORT_FOR)
     policy_file = tmp_path / "alerts" / "policy.yaml"
     exporter = await asyncio.to_thread(start_exporter, procs, "exporter", {f"demo/{replica.pod}": replica.url},
@@ -118,9 +118,9 @@ async def kv_stack(replica_factory: Any, procs: Processes, pki: PKI, prometheus_
 
 async def _fill(stack: KvStack) -> Load:
     """Load the replica until its cache is full; the exporter must show it within one collection."""
-    # 48 clients x (32 prompt + 480 generated tokens) need up to 1,536 blocks: 6x the cache. Many small
-    # requests keep it full (one preemption frees little), as a chat workload does.
-    load = stack.replica.load(prompt_tokens=32, max_tokens=480, clients=48)
+    # 96 clients x (32 prompt + 120-240 generated tokens) need up to 1,632 blocks: 3x the cache. Many small
+    # requests of mixed lengths keep it full (one preemption frees little), as a chat workload does.
+    load = stack.replica.load(prompt_tokens=32, max_tokens=240, clients=96, vary=True)
     engine_full = exporter_full = None
     deadline = time.monotonic() + 30
     while exporter_full is None and time.monotonic() < deadline:
