@@ -14,7 +14,8 @@ from typing import Any
 import pytest
 
 from exporter.contract.policy import Policy
-from tests.chaos.conftest import Replica, build_rules, pod_value, prometheus_config, scrape
+from tests.chaos.conftest import build_rules, pod_value, prometheus_config, scrape
+from tests.chaos.workload import Replica
 from tests.conftest import Processes, start_exporter
 
 pytestmark = pytest.mark.chaos

@@ -23,19 +23,9 @@ from exporter.contract.policy import Policy
 from simulator.autoscaling import HPA, Decision, HPASpec, MetricTarget, PodState
 from simulator.autoscaling.adapter_source import AdapterClient
 from simulator.demo_stack import PKI
-from tests.chaos.conftest import (
-    SCALE_TARGET,
-    Load,
-    Replica,
-    adapter_process,
-    build_rules,
-    pod_value,
-    prometheus_config,
-    scrape,
-    small_kv_profile,
-    wait_ready,
-    write_pods,
-)
+from tests.chaos.adapters import SCALE_TARGET, adapter_process, wait_ready, write_pods
+from tests.chaos.conftest import build_rules, pod_value, prometheus_config, scrape
+from tests.chaos.workload import Load, Replica, small_kv_profile
 from tests.conftest import REPO, Processes, start_exporter
 
 pytestmark = pytest.mark.chaos

@@ -20,18 +20,9 @@ from exporter.contract.exposition import Exposition
 from simulator.autoscaling import MetricTarget
 from simulator.autoscaling.adapter_source import AdapterClient
 from simulator.demo_stack import PKI
-from tests.chaos.conftest import (
-    SCALE_TARGET,
-    AdapterProcess,
-    Netns,
-    SilentServer,
-    adapter_process,
-    pod_value,
-    pods_with,
-    scrape,
-    wait_ready,
-    write_pods,
-)
+from tests.chaos.adapters import SCALE_TARGET, AdapterProcess, adapter_process, wait_ready, write_pods
+from tests.chaos.conftest import pod_value, pods_with, scrape
+from tests.chaos.network import Netns, SilentServer
 from tests.conftest import PYTHON, VLLM_FIXTURES, Processes, free_port, start_exporter, start_target, wait_http
 
 pytestmark = pytest.mark.chaos

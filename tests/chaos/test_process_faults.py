@@ -23,16 +23,15 @@ import pytest
 from simulator.autoscaling import MetricTarget
 from simulator.demo_stack import PKI
 from simulator.target import TargetState
-from tests.chaos.conftest import (
+from tests.chaos.adapters import (
     AdapterProcess,
     FailoverClient,
     adapter_process,
     adapter_ready,
-    status_of,
     wait_ready,
-    wait_until,
     write_pods,
 )
+from tests.chaos.conftest import status_of, wait_until
 from tests.conftest import Processes, start_exporter
 from tests.exporter.helpers import SINGLE, vllm_target
 
