@@ -21,7 +21,6 @@ from adapter.auth import User
 from adapter.listener import RateLimitedLog
 
 log = logging.getLogger(__name__)
-_failures = RateLimitedLog(log)  # an API outage fails every uncached request: one line each is a flood
 
 
 @dataclass(frozen=True)
@@ -95,6 +94,7 @@ class DelegatedAuthorizer:
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="subjectaccessreview")
         self._cache: dict[tuple[object, ...], tuple[float, bool]] = {}
         self._inflight: dict[tuple[object, ...], asyncio.Future[bool]] = {}
+        self._failures = RateLimitedLog(log)  # an API outage fails every uncached request: one line each is a flood
 
     async def allowed(self, attrs: Attributes) -> bool:
         if "system:masters" in attrs.user.groups:
@@ -119,7 +119,8 @@ class DelegatedAuthorizer:
             status = result.status if hasattr(result, "status") else result["status"]
             allowed = bool(status.allowed if hasattr(status, "allowed") else status.get("allowed"))
         except Exception as exc:  # any client or transport failure, or the deadline: not cached
-            _failures.warning("SubjectAccessReview for %s failed: %s: %s", attrs.describe(), type(exc).__name__, exc)
+            self._failures.warning("SubjectAccessReview for %s failed: %s: %s", attrs.describe(),
+                                   type(exc).__name__, exc)
             raise AuthorizationError(f"SubjectAccessReview failed: {type(exc).__name__}") from exc
         if len(self._cache) > 10_000:
             self._cache.clear()

@@ -75,16 +75,27 @@ def _quantile(selector: Selector) -> str | None:
     return None
 
 
+FIELD = "kvscale_field"
+"""Label telling a value (``value``) from its sample's own timestamp (``timestamp``) in one query's result."""
+
+
 def query_for(info: MetricInfo, namespace: str, selector: Selector, *, max_age: float,
               default_quantile: str = DEFAULT_QUANTILE) -> str | None:
-    """The PromQL for one metric in one namespace; None when the selector matches nothing by construction."""
+    """The PromQL for one metric in one namespace; None when the selector matches nothing by construction.
+
+    One series per pod and family label set, whichever jobs scrape the exporter (``max by`` the family's
+    labels drops ``job``, ``instance`` and whatever a ServiceMonitor adds), and beside each value the
+    timestamp of its sample, as a series with ``kvscale_field="timestamp"``.
+    """
     selector = effective_selector(info, selector, default_quantile)
     sel = matchers(namespace, selector)
     if sel is None:
         return None
+    keep = ", ".join(info.labels)
     series = f"{info.name}{{{sel}}}"
-    age = f"{max_age:g}"
-    expr = f"({series} and (time() - timestamp({series})) <= {age})"
+    fresh = f"(time() - timestamp({series})) <= {max_age:g}"
+    value = f"max by ({keep}) ({series} and {fresh})"
+    stamp = f"max by ({keep}) (timestamp({series}) and {fresh})"  # timestamp() of a selector: the sample's own
     quantile = _quantile(selector) if info.quantiled else None
     histogram = histogram_regex(info.name) if quantile is not None else None
     if quantile is not None and histogram is not None:
@@ -93,8 +104,15 @@ def query_for(info: MetricInfo, namespace: str, selector: Selector, *, max_age: 
         if bucket_sel is not None:
             window = f"{info.window_seconds or 60}s"
             buckets = f'{{__name__=~"{histogram}",{bucket_sel}}}'
-            fallback = (f"histogram_quantile({float(quantile):g}, sum by (namespace, pod, le) "
-                        f"(rate({buckets}[{window}])))")
-            expr = f"({expr} or on(namespace, pod) {fallback})"
+            value = (f"({value} or on(namespace, pod) histogram_quantile({float(quantile):g}, "
+                     f"sum by (namespace, pod, le) (rate({buckets}[{window}]))))")
+            stamp = f"({stamp} or on(namespace, pod) max by (namespace, pod) (timestamp({buckets})))"
     not_serving = f"(kvscale_vllm_up{{namespace={_string(namespace)}}} == 0)"
-    return f"{expr} unless on(namespace, pod) {not_serving}"
+    value = f"{value} unless on(namespace, pod) {not_serving}"
+    return (f'label_replace({value}, "{FIELD}", "value", "", "") or '
+            f'label_replace({stamp}, "{FIELD}", "timestamp", "", "")')
+
+
+def unhonored_jobs_query(info: MetricInfo, namespace: str) -> str:
+    """Jobs that store the exporter's namespace as ``exported_namespace``: scraped without honor_labels."""
+    return f"count by (job) ({info.name}{{exported_namespace={_string(namespace)}}})"

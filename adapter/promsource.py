@@ -17,12 +17,14 @@ from typing import Any
 
 import aiohttp
 
-from adapter.promquery import query_for
+from adapter.listener import RateLimitedLog
+from adapter.promquery import FIELD, query_for, unhonored_jobs_query
 from adapter.provider import (
     DEFAULT_QUANTILE,
     MetricInfo,
     MetricQuery,
     PodValue,
+    SourceMisconfiguredError,
     SourceUnavailableError,
     UnknownMetricError,
     pick_one,
@@ -43,14 +45,27 @@ class PrometheusSettings:
 
 
 def values_by_pod(result: Sequence[Mapping[str, Any]]) -> dict[str, list[tuple[float, float]]]:
-    """Instant-vector result -> pod -> [(timestamp, value)]; NaN and Inf are not values (pure)."""
-    out: dict[str, list[tuple[float, float]]] = {}
+    """Instant-vector result -> pod -> [(sample timestamp, value)] (pure).
+
+    Values and their samples' timestamps come as series told apart by :data:`FIELD`; a value
+    without its timestamp keeps the evaluation time. NaN and Inf are not values.
+    """
+    stamps: dict[tuple[tuple[str, str], ...], float] = {}
+    values: list[tuple[tuple[tuple[str, str], ...], float, float]] = []
     for entry in result:
-        pod = entry.get("metric", {}).get("pod", "")
+        labels = dict(entry.get("metric", {}))
+        field = labels.pop(FIELD, "value")
+        key = tuple(sorted(labels.items()))
         ts, raw = entry.get("value", (0, "NaN"))
-        value = float(raw)
+        if field == "timestamp":
+            stamps[key] = float(raw)
+        else:
+            values.append((key, float(ts), float(raw)))
+    out: dict[str, list[tuple[float, float]]] = {}
+    for key, ts, value in values:
+        pod = dict(key).get("pod", "")
         if pod and math.isfinite(value):
-            out.setdefault(pod, []).append((float(ts), value))
+            out.setdefault(pod, []).append((stamps.get(key, ts), value))
     return out
 
 
@@ -62,6 +77,7 @@ class PrometheusProvider:
         self._settings = settings
         self._metrics = {m.name: m for m in served_metrics(settings.window_seconds)}
         self._last_ok: float | None = None
+        self._misconfigured = RateLimitedLog(log, burst=1)  # every request would repeat it
 
     def list_metrics(self) -> Sequence[MetricInfo]:
         return tuple(self._metrics.values())
@@ -97,6 +113,17 @@ class PrometheusProvider:
         result: list[dict[str, Any]] = body.get("data", {}).get("result", [])
         return result
 
+    async def _check_honor_labels(self, info: MetricInfo, namespace: str) -> None:
+        """Nothing for the namespace: if a job stored it as ``exported_namespace``, say which job to fix."""
+        jobs = sorted({r.get("metric", {}).get("job", "") for r in await self.query(unhonored_jobs_query(
+            info, namespace))})
+        if jobs:
+            message = (f"Prometheus job(s) {', '.join(repr(j) for j in jobs)} scrape the kvscale exporter without "
+                       "honor_labels: true, so its namespace and pod labels are stored as exported_namespace and "
+                       "exported_pod; set honorLabels: true on the ServiceMonitor/PodMonitor")
+            self._misconfigured.warning("%s", message)
+            raise SourceMisconfiguredError(message)
+
     async def pod_value(self, namespace: str, pod: str, query: MetricQuery) -> PodValue | None:
         values = await self.pod_values(namespace, [pod], query)
         return values[0] if values else None
@@ -109,7 +136,10 @@ class PrometheusProvider:
                          default_quantile=self._settings.default_quantile)
         if expr is None or not pods:
             return []
-        by_pod = values_by_pod(await self.query(expr))
+        result = await self.query(expr)
+        if not result:
+            await self._check_honor_labels(info, namespace)
+        by_pod = values_by_pod(result)
         out = []
         for pod in pods:
             samples = by_pod.get(pod, [])

@@ -32,6 +32,11 @@ class SourceUnavailableError(ProviderError):
     """The source (exporters, Prometheus) could not be read; the cause is chained and logged."""
 
 
+class SourceMisconfiguredError(ProviderError):
+    """The source answers, but is set up so that no answer can be right (e.g. a Prometheus job without
+    ``honor_labels``); the message names the fix and carries no secret, so the client sees it."""
+
+
 @dataclass(frozen=True)
 class MetricInfo:
     """A metric the adapter serves, with what the catalog declares about it."""
@@ -42,6 +47,8 @@ class MetricInfo:
     quantiled: bool
     aggregation: catalog.Aggregation
     """How an Object metric adds up its pods' values."""
+    labels: tuple[str, ...] = ("namespace", "pod")
+    """The family's own labels: a series is identified by these, whatever a scraper adds."""
 
 
 @dataclass(frozen=True)
@@ -93,7 +100,8 @@ def served_metrics(window_seconds: int) -> tuple[MetricInfo, ...]:
     out = []
     for fam in catalog.autoscaling():
         assert fam.aggregation is not None  # the catalog refuses an autoscaling family without one
-        out.append(MetricInfo(fam.name, window_seconds if fam.windowed else None, fam.quantiled, fam.aggregation))
+        out.append(MetricInfo(fam.name, window_seconds if fam.windowed else None, fam.quantiled, fam.aggregation,
+                              fam.labels))
     return tuple(out)
 
 

@@ -160,6 +160,8 @@ async def _serve(settings: AdapterSettings, session: aiohttp.ClientSession, kube
         await asyncio.gather(*tasks)
     await listener.close()
     await runner.cleanup()
+    if isinstance(security.authorizer, DelegatedAuthorizer):
+        security.authorizer.close()
 
 
 def _security(settings: AdapterSettings, kube: Any, tasks: list[asyncio.Task[None]]) -> tuple[Security, Any]:

@@ -20,7 +20,13 @@ from aiohttp import web
 from adapter import wire
 from adapter.auth import Authenticator, User
 from adapter.authz import Attributes, AuthorizationError, Authorizer
-from adapter.provider import AmbiguousMetricError, MetricQuery, SourceUnavailableError, UnknownMetricError
+from adapter.provider import (
+    AmbiguousMetricError,
+    MetricQuery,
+    SourceMisconfiguredError,
+    SourceUnavailableError,
+    UnknownMetricError,
+)
 from adapter.selectors import EVERYTHING, Selector, SelectorError, parse_selector
 from adapter.selfmetrics import SelfMetrics
 from adapter.service import BadRequestError, MetricsService, NotFoundError, RequestError, Target
@@ -143,6 +149,8 @@ async def _guarded(request: web.Request, handler: Handler, security: Security) -
     except SourceUnavailableError as exc:
         log.warning("metrics source unavailable for %s: %s", request.path, exc)
         return status_response(503, "ServiceUnavailable", "the metrics source is unavailable")
+    except SourceMisconfiguredError as exc:  # names the fix (a scrape job), no secret: the HPA event shows it
+        return status_response(503, "ServiceUnavailable", str(exc))
     except AuthorizationError:  # logged (rate-limited) with its cause where it happened
         return status_response(500, "InternalError", "the authorization check could not be completed")
     except Exception:
