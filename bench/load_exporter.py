@@ -183,6 +183,7 @@ def run(*, scrapers: int, hostile: int, seconds: float, interval: float = 1.0, i
             [sys.executable, "-m", "bench.load_exporter", "--serve-target", str(target_port)], cwd=REPO,
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
         stack.callback(target.terminate)
+        _wait(f"http://127.0.0.1:{target_port}/metrics", target)
         exporter = stack.enter_context(subprocess.Popen(
             [sys.executable, "-m", "exporter", "--listen", listen, "--nvml", "off", "--kubernetes", "off",
              "--vllm-target", f"ns/p=http://127.0.0.1:{target_port}/metrics", "--interval", str(interval),
@@ -191,11 +192,10 @@ def run(*, scrapers: int, hostile: int, seconds: float, interval: float = 1.0, i
              "--log-level", "warning"], cwd=REPO, stdout=subprocess.DEVNULL,
             stderr=stack.enter_context(log.open("wb"))))
         stack.callback(exporter.terminate)
-        _wait(f"http://127.0.0.1:{target_port}/metrics", target)
         _wait(f"http://{listen}/healthz", exporter)
         time.sleep(3 * interval)
         result.rss_before = psutil.Process(exporter.pid).memory_info().rss
-        before, started = _count(target_port), time.monotonic()
+        before, started, logged = _count(target_port), time.monotonic(), log.stat().st_size
         asyncio.run(_load(listen, exporter.pid, result, scrapers=scrapers, hostile=hostile, seconds=seconds))
         result.target_scrapes = _count(target_port) - before
         result.seconds = time.monotonic() - started
@@ -203,7 +203,7 @@ def run(*, scrapers: int, hostile: int, seconds: float, interval: float = 1.0, i
         result.rss_after = psutil.Process(exporter.pid).memory_info().rss
         if exporter.poll() is not None:
             result.log_problems.append(f"exporter exited with {exporter.returncode}")
-        text = log.read_text(errors="replace")
+        text = log.read_bytes()[logged:].decode(errors="replace")  # what the exporter logged under the load
         result.log_problems += [line for line in text.splitlines()
                                 if any(word in line for word in ("overran", "timed out", "failed", "Traceback"))]
     return result
