@@ -187,7 +187,7 @@ def run(*, scrapers: int, hostile: int, seconds: float, interval: float = 1.0, i
         exporter = stack.enter_context(subprocess.Popen(
             [sys.executable, "-m", "exporter", "--listen", listen, "--nvml", "off", "--kubernetes", "off",
              "--vllm-target", f"ns/p=http://127.0.0.1:{target_port}/metrics", "--interval", str(interval),
-             "--scrape-timeout", str(interval * 0.8), "--window", "10", "--window-min-seconds", "1",
+             "--scrape-timeout", str(interval * 0.8), "--window", "10", "--window-min-ratio", "0.1",
              "--http-idle-timeout", str(idle_timeout), "--http-max-connections", str(max_connections),
              "--log-level", "warning"], cwd=REPO, stdout=subprocess.DEVNULL,
             stderr=stack.enter_context(log.open("wb"))))

@@ -176,7 +176,8 @@ async def serve(settings: Settings, *, started: asyncio.Event | None = None) -> 
     policy = VllmPolicy(window_seconds=settings.window, quantiles=tuple(settings.quantiles),
                         thresholds=settings.policy, gpu_price_per_hour=settings.gpu_price_per_hour or None,
                         default_gpus_per_pod=settings.gpus_per_pod,
-                        min_span_seconds=min(settings.window_min_seconds, settings.window - settings.interval))
+                        min_span_seconds=min(settings.window_min_ratio * settings.window,
+                                             settings.window - settings.interval))
     limits = TargetLimits(max_models=settings.max_models_per_target, max_engines=settings.max_engines_per_target,
                           max_series=settings.max_series_per_target,
                           max_label_value_bytes=settings.max_label_value_bytes)

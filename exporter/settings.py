@@ -43,10 +43,10 @@ class Settings:
     interval: float = _f(1.0, "Seconds between collections; /metrics serves the latest one. Short, so the HPA "
                               "sees a queue spike within seconds.", metavar="SECONDS")
     window: float = _f(60.0, "Sliding window for quantiles and rates.", metavar="SECONDS")
-    window_min_seconds: float = _f(10.0, "Quantiles, rates, hit ratio and cost are absent until a target's readings "
-                                         "span this long (after the exporter starts or a target appears), rather "
-                                         "than computed over two samples a second apart; capped at --window.",
-                                   metavar="SECONDS")
+    window_min_ratio: float = _f(0.2, "Quantiles, rates, hit ratio and cost are absent until a target's readings "
+                                      "span this fraction of --window (12 s of 60 s) after the exporter starts or "
+                                      "the target appears, rather than computed over two samples a second apart.",
+                                 metavar="RATIO")
     scrape_timeout: float = _f(0.8, "Deadline of one target's scrape; must be below --interval.",
                                metavar="SECONDS")
     max_body_bytes: int = _f(16 * 1024 * 1024, "Largest /metrics body read from a target.", metavar="BYTES")
@@ -98,9 +98,9 @@ def _check(s: Settings) -> None:
     host, sep, port = s.listen.rpartition(":")
     if not sep or not host or not port.isdigit() or not 0 <= int(port) < 65536:
         raise SettingsError(f"listen: {s.listen!r} is not HOST:PORT", field="listen")
-    if not math.isfinite(s.window_min_seconds) or s.window_min_seconds < 0:
-        raise SettingsError(f"window_min_seconds: must be >= 0, got {s.window_min_seconds!r}",
-                            field="window_min_seconds")
+    if not 0 <= s.window_min_ratio <= 1:
+        raise SettingsError(f"window_min_ratio: must be in [0, 1], got {s.window_min_ratio!r}",
+                            field="window_min_ratio")
     for name in ("interval", "window", "scrape_timeout", "gpus_per_pod", "http_idle_timeout"):
         value = getattr(s, name)
         if not math.isfinite(value) or value <= 0:

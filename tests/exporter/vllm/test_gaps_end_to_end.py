@@ -116,6 +116,6 @@ async def test_windowed_families_are_absent_until_the_readings_span_the_minimum(
 def test_the_minimum_span_setting_reaches_the_derivation() -> None:
     from exporter.settings import build
 
-    with pytest.raises(Exception, match="window_min_seconds"):
-        build([("test", {"window_min_seconds": -1})])
-    assert build([("test", {})]).window_min_seconds == 10.0
+    with pytest.raises(Exception, match="window_min_ratio"):
+        build([("test", {"window_min_ratio": 1.5})])
+    assert build([("test", {})]).window_min_ratio == 0.2
