@@ -9,22 +9,23 @@ from __future__ import annotations
 
 from alerts.model import Alert, Group
 from alerts.promql import duration, kvscale, number
-from exporter.contract.catalog import QUANTILES
+from alerts.recording import model_labels, pod_labels
+from alerts.slo import slo_alerts
 from exporter.contract.policy import Policy
 
 # Alert names; the runbook headings in docs/runbooks.md and the dashboards' links use them.
 KV_CACHE_NEARLY_FULL = "KvscaleKVCacheNearlyFull"
 KV_FRAGMENTATION_HIGH = "KvscaleKVFragmentationHigh"
-TTFT_OVER_SLO = "KvscaleTTFTOverSLO"
 QUEUE_BACKLOG_GROWING = "KvscaleQueueBacklogGrowing"
+QUEUE_FAR_ABOVE_TARGET = "KvscaleQueueFarAboveTarget"
+ENGINE_STALLED = "KvscaleEngineStalled"
+MODEL_DOWN = "KvscaleModelDown"
 PREEMPTIONS = "KvscalePreemptions"
 ADMISSION_REJECTIONS_ALERT = "KvscaleAdmissionRejections"
 VLLM_TARGET_DOWN = "KvscaleVLLMTargetDown"
 
 _POD = "{{ $labels.namespace }}/{{ $labels.pod }} ({{ $labels.model_name }})"
-_SLO_QUANTILE = 0.95
-if _SLO_QUANTILE not in QUANTILES:
-    raise ImportError(f"the TTFT SLO reads quantile {_SLO_QUANTILE}, which the exporter does not emit")
+_MODEL = "{{ $labels.namespace }}/{{ $labels.model_name }}"
 
 
 def _percent(ratio: float) -> str:
@@ -53,26 +54,29 @@ def _kv_cache(p: Policy) -> list[Alert]:
     ]
 
 
-def _latency_and_queue(p: Policy) -> list[Alert]:
-    ttft = kvscale("kvscale_vllm_ttft_seconds", p.exporter_selector, f'quantile="{number(_SLO_QUANTILE)}"')
+def _queue(p: Policy) -> list[Alert]:
     waiting = kvscale("kvscale_vllm_requests_waiting", p.exporter_selector)
-    per_pod = f"avg by (namespace, model_name) ({waiting})"
+    per_pod = f"avg by ({model_labels(p)}) ({waiting})"
     growth = f"deriv(namespace_model:kvscale_vllm_requests_waiting:sum[{duration(p.rate_window_seconds)}])"
+    on_model = f"and on ({model_labels(p)})"
+    factor, target = number(p.queue_far_above_target_factor), number(p.queue_target)
     return [
-        Alert(TTFT_OVER_SLO, f"{ttft} > {number(p.ttft_p95_slo_seconds)}",
-              p.ttft_alert_for_seconds, "critical",
-              "vLLM time to first token p95 is over its SLO; users are waiting for responses.",
-              f"p95 time to first token of {_POD} is {{{{ $value | humanizeDuration }}}}, over the "
-              f"{number(p.ttft_p95_slo_seconds)}s SLO for {duration(p.ttft_alert_for_seconds)}.",
-              ttft),
         Alert(QUEUE_BACKLOG_GROWING,
-              f"{per_pod} > {number(p.queue_target)}\nand on (namespace, model_name)\n{growth} > 0",
+              f"{per_pod} > {target}\n{on_model}\n{growth} > 0",
               p.queue_backlog_alert_for_seconds, "warning",
               "vLLM request queue is above target and still growing; scaling is not keeping up.",
-              "{{ $labels.namespace }}/{{ $labels.model_name }} has {{ $value | printf \"%.1f\" }} requests "
-              f"waiting per pod (target {number(p.queue_target)}) and the queue has kept growing for "
+              f"{_MODEL} has {{{{ $value | printf \"%.1f\" }}}} requests "
+              f"waiting per pod (target {target}) and the queue has kept growing for "
               f"{duration(p.queue_backlog_alert_for_seconds)}.",
-              f"{per_pod}\nand on (namespace, model_name)\n{growth}"),
+              f"{per_pod}\n{on_model}\n{growth}"),
+        # However flat: a queue parked far above target is demand the fleet does not serve.
+        Alert(QUEUE_FAR_ABOVE_TARGET, f"{per_pod} > {factor} * {target}",
+              p.queue_far_above_target_for_seconds, p.queue_far_above_target_severity,
+              "vLLM request queue has stayed far above target; the fleet is short of replicas.",
+              f"{_MODEL} has {{{{ $value | printf \"%.1f\" }}}} requests waiting per pod, more than "
+              f"{factor} times the target of {target}, for {duration(p.queue_far_above_target_for_seconds)}. "
+              "The HPA is not adding replicas fast enough, is at its maximum, or its new pods are not starting.",
+              per_pod),
     ]
 
 
@@ -81,7 +85,25 @@ def _engine_health(p: Policy) -> list[Alert]:
     # The exporter's per-pod rate (all reasons): works without Prometheus scraping vLLM itself.
     rejections = kvscale("kvscale_vllm_admission_rejections_per_second", p.exporter_selector)
     up = kvscale("kvscale_vllm_up", p.exporter_selector)
+    in_flight = (f"({kvscale('kvscale_vllm_requests_running', p.exporter_selector)} + "
+                 f"{kvscale('kvscale_vllm_requests_waiting', p.exporter_selector)})")
+    tokens = kvscale("kvscale_vllm_generation_tokens_per_second", p.exporter_selector)
+    on_pod = f"and on ({pod_labels(p)})"
+    model_up = f"max by ({model_labels(p)}) ({up})"
     return [
+        # TTFT is absent while nothing finishes prefill, so a hung engine trips no latency alert: this one.
+        Alert(ENGINE_STALLED, f"{in_flight} > 0\n{on_pod}\n{tokens} == 0",
+              p.engine_stalled_for_seconds, p.engine_stalled_severity,
+              "A vLLM engine holds requests but generates no tokens; its requests hang.",
+              f"{_POD} holds {{{{ $value }}}} requests (running or waiting) and has generated no token for "
+              f"{duration(p.engine_stalled_for_seconds)}. The engine is hung (a stuck collective, a dead GPU, "
+              "a deadlocked scheduler); its latency series are absent because nothing finishes.",
+              f"{in_flight}\n{on_pod}\n{tokens}"),
+        Alert(MODEL_DOWN, f"{model_up} == 0", p.model_down_for_seconds, p.model_down_severity,
+              "Every replica of a model is down; the model serves no request.",
+              f"No pod of {_MODEL} has answered on /metrics for {duration(p.model_down_for_seconds)}: every "
+              "replica is down, crash-looping or still loading. Clients of this model get errors.",
+              model_up),
         Alert(PREEMPTIONS, f"{preempt} > {number(p.preemptions_per_second_alert)}",
               p.preemptions_alert_for_seconds, "warning",
               "vLLM is preempting requests; KV cache pressure is wasting GPU time.",
@@ -105,5 +127,4 @@ def _engine_health(p: Policy) -> list[Alert]:
 
 
 def vllm_alerts(p: Policy) -> Group:
-    return Group("kvscale-vllm-alerts",
-                 tuple(_kv_cache(p) + _latency_and_queue(p) + _engine_health(p)))
+    return Group("kvscale-vllm-alerts", tuple(_kv_cache(p) + slo_alerts(p) + _queue(p) + _engine_health(p)))

@@ -13,6 +13,7 @@ from typing import Any, Literal
 from alerts.promql import duration
 
 Severity = Literal["critical", "warning", "info"]
+"""The levels an alert may carry; severities come from the policy, whose schema holds them to these."""
 
 
 @dataclass(frozen=True)
@@ -44,7 +45,7 @@ class Alert:
     alert: str
     expr: str
     for_seconds: int
-    severity: Severity
+    severity: str
     summary: str
     description: str
     probe: str

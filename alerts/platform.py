@@ -1,86 +1,62 @@
-"""Alerts on what kvscale stands on: GPUs, the exporter, the adapter and the HPAs.
+"""Alerts on what kvscale stands on: the exporter, the adapter and the HPAs.
 
-The exporter and adapter absence alerts use ``absent(up{...} == 1)`` so a job that is
-scraped but down, and a job that vanished from service discovery, both fire.
-HPA alerts read kube-state-metrics, joined to kvscale's pods by the workload rules.
+The exporter's absence alert uses ``absent(up{...} == 1)`` so a job that is scraped but down,
+and a job that vanished from service discovery, both fire. The adapter's fires only where an
+HPA depends on it (one reads a kvscale metric), so a cluster that scales with KEDA's Prometheus
+trigger is not paged. HPA alerts read kube-state-metrics, joined to kvscale's pods by the
+workload rules. The adapter's self-metrics (adapter/selfmetrics.py) give its freshness and errors.
 """
 
 from __future__ import annotations
 
+from alerts.gpu import GPU_LOST, GPU_MEMORY_NEAR_FULL, GPU_XID_ERRORS, gpu_alerts
 from alerts.model import Alert, Group
 from alerts.promql import duration, kvscale, matchers, number
 from alerts.recording import HPA_SATURATION
-from exporter.contract.catalog import FAMILIES, family
+from exporter.contract.catalog import FAMILIES
 from exporter.contract.policy import Policy
 
-GPU_LOST = "KvscaleGPULost"
-GPU_XID_ERRORS = "KvscaleGPUXidErrors"
-GPU_MEMORY_NEAR_FULL = "KvscaleGPUMemoryNearFull"
+__all__ = ["GPU_LOST", "GPU_MEMORY_NEAR_FULL", "GPU_XID_ERRORS", "platform_groups"]
+
 EXPORTER_ABSENT = "KvscaleExporterAbsent"
 EXPORTER_DOWN = "KvscaleExporterDown"
 EXPORTER_COLLECTOR_FAILING = "KvscaleExporterCollectorFailing"
+EXPORTER_NO_TARGETS = "KvscaleExporterNoTargets"
 ADAPTER_ABSENT = "KvscaleAdapterAbsent"
+ADAPTER_STALE = "KvscaleAdapterStale"
+ADAPTER_ERRORS = "KvscaleAdapterErrors"
 HPA_MAXED_OUT_SATURATED = "KvscaleHPAMaxedOutSaturated"
 HPA_METRICS_UNAVAILABLE = "KvscaleHPAMetricsUnavailable"
+HPA_REPLICAS_MISMATCH = "KvscaleHPAReplicasMismatch"
+
+# The adapter's own series (adapter/selfmetrics.py): not kvscale_* catalog families, which describe the
+# workloads; the end-to-end tests read them from the adapter's real exposition.
+ADAPTER_FRESHNESS = "kvscale_adapter_metric_freshness_seconds"
+ADAPTER_REQUESTS = "kvscale_adapter_requests_total"
 
 # Saturation 1 means "at target" (DESIGN.md); above it the HPA wants replicas it may not add.
 SATURATED = 1.0
-# Every catalog family shares this prefix, so an HPA on any kvscale metric is recognised.
+# Every catalog family shares this prefix, so an HPA on any kvscale metric is recognised; KEDA names
+# the metrics of the HPAs it makes s<N>-<metric>.
 METRIC_PREFIX = "kvscale_"
 if not all(f.name.startswith(METRIC_PREFIX) for f in FAMILIES):
     raise ImportError(f"catalog families must all start with {METRIC_PREFIX!r}")
+OURS = f'metric_name=~"(s[0-9]+-)?{METRIC_PREFIX}.*"'
 
-# GPU alerts carry the device's labels only, so a rescheduled pod or a failed kubelet call never
-# restarts their `for:`; who holds the device is looked up in the info series when the text renders.
-_HOLDERS = ('{{ range $i, $h := query (printf "' + family("kvscale_gpu_allocation_info").name
-            + '{node=%q, uuid=%q}" $labels.node $labels.uuid) }}'
-            '{{ if $i }}, {{ else }}, used by {{ end }}{{ $h.Labels.namespace }}/{{ $h.Labels.pod }}{{ end }}')
-_GPU = ("GPU {{ $labels.gpu }} ({{ $labels.gpu_model }}, {{ $labels.uuid }}) on node {{ $labels.node }}"
-        + _HOLDERS)
 _HPA = "{{ $labels.namespace }}/{{ $labels.horizontalpodautoscaler }}"
 # absent() has no labels to name; multi-cluster setups carry the cluster as an external label.
 _CLUSTER = "{{ with $externalLabels.cluster }} in cluster {{ . }}{{ end }}"
 
 
-def _absent_description(selector: str, for_seconds: int) -> str:
-    return f"Prometheus{_CLUSTER} has had no healthy target matching {{{selector}}} for {duration(for_seconds)}."
-
-
-def gpu_alerts(p: Policy) -> Group:
-    exp = p.exporter_selector
-    up = kvscale("kvscale_gpu_up", exp)
-    xid = kvscale("kvscale_gpu_xid_errors_total", exp)
-    window = duration(p.xid_window_seconds)
-    memory = f"{kvscale('kvscale_gpu_memory_used_bytes', exp)} / {kvscale('kvscale_gpu_memory_total_bytes', exp)}"
-    return Group("kvscale-gpu-alerts", (
-        Alert(GPU_LOST, f"{up} == 0", p.gpu_lost_for_seconds, "critical",
-              "A GPU stopped answering NVML; the pods on it are failing.",
-              f"NVML cannot read {_GPU} for {duration(p.gpu_lost_for_seconds)}.",
-              up),
-        # A new xid label set starts at 1, which increase() cannot see: catch new series too.
-        Alert(GPU_XID_ERRORS,
-              f"increase({xid}[{window}]) > 0\nor\n({xid} unless {xid} offset {window})",
-              0, "warning",
-              "A GPU reported XID errors; check the code: some mean failing hardware.",
-              f"{_GPU} reported XID {{{{ $labels.xid }}}} in the last {window}.",
-              xid),
-        Alert(GPU_MEMORY_NEAR_FULL, f"{memory} > {number(p.gpu_memory_usage_alert)}",
-              p.gpu_memory_alert_for_seconds, "warning",
-              "GPU memory is nearly full; the next allocation may fail with out-of-memory.",
-              f"{_GPU} has {{{{ $value | humanizePercentage }}}} of its memory in use (line "
-              f"{p.gpu_memory_usage_alert * 100:g}%) for {duration(p.gpu_memory_alert_for_seconds)}.",
-              memory),
-    ))
-
-
-def component_alerts(p: Policy) -> Group:
-    # The policy refuses empty selectors: absent() of an unselective up{} would only fire when nothing is scraped.
-    exp, adapter = p.exporter_selector, p.adapter_selector
+def _exporter(p: Policy) -> list[Alert]:
+    exp, cl = p.exporter_selector, p.cluster_label
     collector = kvscale("kvscale_exporter_collector_success", exp)
-    return Group("kvscale-component-alerts", (
+    exporters_up = f"count by ({cl}) (up{{{exp}}} == 1)"
+    return [
         Alert(EXPORTER_ABSENT, f"absent(up{{{exp}}} == 1)", p.absent_for_seconds, "critical",
               "No kvscale exporter is being scraped; kvscale metrics, dashboards and scaling signals are gone.",
-              _absent_description(exp, p.absent_for_seconds),
+              f"Prometheus{_CLUSTER} has had no healthy target matching {{{exp}}} for "
+              f"{duration(p.absent_for_seconds)}.",
               f"up{{{exp}}}"),
         Alert(EXPORTER_DOWN, f"up{{{exp}}} == 0", p.absent_for_seconds, "warning",
               "A kvscale exporter cannot be scraped; the pods on its node lose their signals.",
@@ -93,25 +69,63 @@ def component_alerts(p: Policy) -> Group:
               "The {{ $labels.collector }} collector of exporter {{ $labels.instance }} has failed every run "
               f"for {duration(p.collector_failing_for_seconds)}; the exporter log has the cause.",
               collector),
-        Alert(ADAPTER_ABSENT, f"absent(up{{{adapter}}} == 1)", p.absent_for_seconds, "critical",
-              "The kvscale custom-metrics adapter is not being scraped; HPAs on kvscale metrics cannot scale.",
-              _absent_description(adapter, p.absent_for_seconds),
-              f"up{{{adapter}}}"),
-    ))
+        Alert(EXPORTER_NO_TARGETS,
+              f"{exporters_up}\nunless on ({cl})\ncount by ({cl}) ({kvscale('kvscale_vllm_up', exp)})",
+              p.exporter_no_targets_for_seconds, p.exporter_no_targets_severity,
+              "kvscale exporters are up but watch no vLLM pod; there are no serving signals.",
+              f"{{{{ $value }}}} kvscale exporters{_CLUSTER} are scraped and none has watched a vLLM target for "
+              f"{duration(p.exporter_no_targets_for_seconds)}: pod discovery finds nothing (the exporter's "
+              "pod selector or RBAC), or every model is scaled to zero.",
+              exporters_up),
+    ]
 
 
-def hpa_alerts(p: Policy) -> Group:
+def _adapter(p: Policy) -> list[Alert]:
+    adapter, cl = p.adapter_selector, p.cluster_label
+    ksm = matchers(p.kube_state_metrics_selector, p.hpa_namespace_selector)
+    dependants = f"count by ({cl}) (kube_horizontalpodautoscaler_spec_target_metric{{{matchers(ksm, OURS)}}})"
+    freshness = f"max by ({cl}, instance, source) ({ADAPTER_FRESHNESS}{{{adapter}}})"
+    window = duration(p.rate_window_seconds)
+    requests = f"sum by ({cl}, instance) (rate({ADAPTER_REQUESTS}{{{adapter}}}[{window}]))"
+    server_errors = matchers(adapter, 'code=~"5.."')
+    failed = f"sum by ({cl}, instance) (rate({ADAPTER_REQUESTS}{{{server_errors}}}[{window}]))"
+    return [
+        Alert(ADAPTER_ABSENT, f"{dependants}\nunless on ({cl})\ncount by ({cl}) (up{{{adapter}}} == 1)",
+              p.absent_for_seconds, p.adapter_absent_severity,
+              "HPAs scale on kvscale metrics but no kvscale adapter is being scraped; they cannot scale.",
+              f"{{{{ $value }}}} HPA metrics{_CLUSTER} read kvscale metrics, and Prometheus has had no healthy "
+              f"target matching {{{adapter}}} for {duration(p.absent_for_seconds)}.",
+              dependants),
+        Alert(ADAPTER_STALE, f"{freshness} > {number(p.adapter_stale_seconds)}",
+              p.adapter_stale_for_seconds, p.adapter_severity,
+              "The kvscale adapter's data is stale; HPAs scale on old values or none.",
+              "Adapter {{ $labels.instance }} last heard from {{ $labels.source }} {{ $value | humanizeDuration }} "
+              f"ago (line {number(p.adapter_stale_seconds)}s), for {duration(p.adapter_stale_for_seconds)}. "
+              "Pods without fresh data are left out of its answers.",
+              freshness),
+        Alert(ADAPTER_ERRORS, f"({failed}\n/\n{requests}) > {number(p.adapter_error_ratio_alert)}",
+              p.adapter_errors_for_seconds, p.adapter_severity,
+              "The kvscale adapter is failing requests; HPAs and KEDA get errors, not values.",
+              "Adapter {{ $labels.instance }} answered {{ $value | humanizePercentage }} of its requests with a "
+              f"server error (line {p.adapter_error_ratio_alert:.0%}) for {duration(p.adapter_errors_for_seconds)}.",
+              f"{failed}\n/\n{requests}"),
+    ]
+
+
+def _hpa(p: Policy) -> list[Alert]:
     ksm = matchers(p.kube_state_metrics_selector, p.hpa_namespace_selector)  # the HPAs these alerts watch
+    cl = p.cluster_label
     current = f"kube_horizontalpodautoscaler_status_current_replicas{{{matchers(ksm)}}}"
+    desired = f"kube_horizontalpodautoscaler_status_desired_replicas{{{matchers(ksm)}}}"
     maximum = f"kube_horizontalpodautoscaler_spec_max_replicas{{{matchers(ksm)}}}"
     condition = "kube_horizontalpodautoscaler_status_condition"
     scaling_active = matchers(ksm, 'condition="ScalingActive"')
     status_false = 'status="false"'
     inactive = f"{condition}{{{matchers(scaling_active, status_false)}}}"
-    prefix_matcher = f'metric_name=~"{METRIC_PREFIX}.*"'
-    ours = f"kube_horizontalpodautoscaler_spec_target_metric{{{matchers(ksm, prefix_matcher)}}}"
-    on_hpa = "and on (namespace, horizontalpodautoscaler)"
-    return Group("kvscale-hpa-alerts", (
+    ours = f"kube_horizontalpodautoscaler_spec_target_metric{{{matchers(ksm, OURS)}}}"
+    on_hpa = f"and on ({cl}, namespace, horizontalpodautoscaler)"
+    stuck = duration(p.hpa_replicas_mismatch_for_seconds)
+    return [
         Alert(HPA_MAXED_OUT_SATURATED,
               f"({current} >= {maximum})\n{on_hpa}\n({HPA_SATURATION} > {number(SATURATED)})",
               p.hpa_maxed_out_for_seconds, "warning",
@@ -127,8 +141,18 @@ def hpa_alerts(p: Policy) -> Group:
               f"{duration(p.hpa_metrics_unavailable_for_seconds)}: it cannot read its kvscale metrics "
               "and holds the replica count where it is.",
               f"{condition}{{{scaling_active}}}\n{on_hpa}\n{ours}"),
-    ))
+        # kubernetes-mixin's KubeHpaReplicasMismatch, for the HPAs on kvscale metrics: wanting other
+        # replicas than it has, with the count not moving, is pods that do not start (GPUs, quota, image).
+        Alert(HPA_REPLICAS_MISMATCH,
+              f"({desired} != {current})\n{on_hpa}\n(changes({current}[{stuck}]) == 0)\n{on_hpa}\n{ours}",
+              p.hpa_replicas_mismatch_for_seconds, p.hpa_replicas_mismatch_severity,
+              "An HPA has not reached its desired replicas; its new pods are not starting.",
+              f"HPA {_HPA} wants {{{{ $value }}}} replicas and has had another count, unchanged, for {stuck}: "
+              "new pods are Pending (no free GPU, quota) or failing to start.",
+              f"{desired}\n{on_hpa}\n{current}"),
+    ]
 
 
 def platform_groups(p: Policy) -> tuple[Group, ...]:
-    return gpu_alerts(p), component_alerts(p), hpa_alerts(p)
+    return (gpu_alerts(p), Group("kvscale-component-alerts", tuple(_exporter(p) + _adapter(p))),
+            Group("kvscale-hpa-alerts", tuple(_hpa(p))))

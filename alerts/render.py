@@ -13,6 +13,7 @@ from typing import Any
 import yaml
 
 from alerts.alerting import vllm_alerts
+from alerts.dashboard_links import add_dashboard_urls
 from alerts.model import Alert, Group
 from alerts.platform import platform_groups
 from alerts.recording import recording_groups
@@ -29,7 +30,7 @@ class RenderError(OSError):
 
 
 def build_groups(config: Policy) -> tuple[Group, ...]:
-    """Every group kvscale ships, in evaluation-file order, each alert linked to its runbook."""
+    """Every group kvscale ships, in evaluation-file order, each alert linked to its runbook and its panel."""
     groups = (*recording_groups(config), vllm_alerts(config), *platform_groups(config))
     names = [g.name for g in groups]
     if len(set(names)) != len(names):
@@ -37,7 +38,7 @@ def build_groups(config: Policy) -> tuple[Group, ...]:
     alerts = [a.alert for g in groups for a in g.alerts()]
     if len(set(alerts)) != len(alerts):
         raise ValueError(f"duplicate alert names: {alerts}")
-    return add_runbook_urls(groups, config.runbook_url_base)
+    return add_dashboard_urls(add_runbook_urls(groups, config.runbook_url_base), config.grafana_url_base)
 
 
 def all_alerts(groups: tuple[Group, ...]) -> tuple[Alert, ...]:

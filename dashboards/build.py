@@ -49,7 +49,8 @@ def render(policy: Policy) -> dict[str, dict[str, Any]]:
     """Dashboard JSON (as dicts) by file stem."""
     rendered: dict[str, dict[str, Any]] = {}
     for stem, builder in DASHBOARDS.items():
-        dash: dict[str, Any] = json.loads(json.dumps(builder(policy).build(), cls=JSONEncoder))
+        built = json.loads(json.dumps(builder(policy).build(), cls=JSONEncoder))
+        dash: dict[str, Any] = common.resolve_cluster_label(built, policy.cluster_label)
         _number_panels(dash)
         common.resolve_runbooks(dash, policy.runbook_url_base)
         rendered[stem] = dash

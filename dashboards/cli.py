@@ -13,6 +13,7 @@ from dashboards import build
 from exporter.contract.policy import ENV_NAME, FLAG_HELP, Policy, PolicyError, from_flag_or_env
 
 DEPRECATED_FLAG, DEPRECATED_ENV = "--thresholds", "KVSCALE_THRESHOLDS_FILE"
+VARIABLES = ("cluster", "namespace", "model", "pod", "node")  # the dashboards' query variables
 
 
 def _policy(args: argparse.Namespace) -> Policy:
@@ -40,7 +41,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, required=True, help="directory for the PNG files")
     p.add_argument("--minutes", type=float, default=15.0, help="time window to draw (default %(default)s)")
     p.add_argument("--rate-interval", default="1m", help="value of $__rate_interval (default %(default)s)")
-    for name in ("namespace", "model", "pod", "node"):
+    for name in VARIABLES:
         p.add_argument(f"--{name}", default=".*", help=f"value of ${name}, a regex (default: all)")
     _policy_flags(p)
     return parser
@@ -69,7 +70,7 @@ def _preview(args: argparse.Namespace, policy: Policy) -> int:
         print(f"kvscale-dashboards: {exc}", file=sys.stderr)
         return 2
     settings = PreviewSettings(minutes=args.minutes, rate_interval=args.rate_interval,
-                               variables={n: getattr(args, n) for n in ("namespace", "model", "pod", "node")})
+                               variables={n: getattr(args, n) for n in VARIABLES})
     results = render_all(build.render(policy), client, settings, args.out)
     for stem, panels in results.items():
         failed = sum(1 for p in panels if p.error)

@@ -17,7 +17,7 @@ from grafana_foundation_sdk.models import dashboard as model
 from alerts.runbooks import runbook_url as _alert_runbook_url
 from exporter.contract.catalog import Family, family
 from exporter.contract.policy import Policy
-from exporter.contract.vllm_names import HISTOGRAMS
+from exporter.contract.vllm_names import DIRECT, HISTOGRAMS
 
 DATASOURCE = model.DataSourceRef(type_val="prometheus", uid="${datasource}")
 TAG = "kvscale"
@@ -26,17 +26,37 @@ TAG = "kvscale"
 # with the policy's runbook_url_base (resolve_runbooks), so links match the alerts' runbook_url.
 _RUNBOOKS = "kvscale:runbooks"
 
-# Matchers interpolated between {} in queries. Regex matchers so "All" (.*) works.
-VLLM = 'namespace=~"$namespace", model_name=~"$model", pod=~"$pod"'
-POD = 'namespace=~"$namespace", pod=~"$pod"'
-NAMESPACE = 'namespace=~"$namespace"'
-GPU = 'node=~"$node"'
+# The policy's cluster label, as panels spell it before the policy is known; the build replaces it
+# (resolve_cluster_label), as it does the runbook base. Every by () and on () starts with it.
+CLUSTER = "kvscale_cluster_label"
+IN_CLUSTER = f'{CLUSTER}=~"$cluster"'
 
+# Matchers interpolated between {} in queries. Regex matchers so "All" (.*) works; a series without the
+# cluster label matches too (one Prometheus per cluster).
+VLLM = f'{IN_CLUSTER}, namespace=~"$namespace", model_name=~"$model", pod=~"$pod"'
+POD = f'{IN_CLUSTER}, namespace=~"$namespace", pod=~"$pod"'
+NAMESPACE = f'{IN_CLUSTER}, namespace=~"$namespace"'
+GPU = f'{IN_CLUSTER}, node=~"$node"'
+# The vLLM series Prometheus scrapes itself (a PodMonitor on the vLLM pods): the exporter does not re-serve
+# them. Panels reading them say so in their description.
+NEEDS_VLLM_SCRAPE = ("Needs Prometheus to scrape vLLM's /metrics itself (a PodMonitor or ServiceMonitor on the "
+                     "vLLM pods); without it this panel is empty.")
+
+
+def by(*labels: str) -> str:
+    """The labels of a by () or on () clause, the cluster label first."""
+    return ", ".join((CLUSTER, *labels))
 
 
 def ksm(policy: Policy) -> str:
-    """kube-state-metrics series of the selected namespaces."""
+    """kube-state-metrics series of the selected cluster and namespaces."""
     return ", ".join(m for m in (policy.kube_state_metrics_selector, NAMESPACE) if m)
+
+
+def vllm_series(short: str, suffix: str = "") -> str:
+    """The name of one of vLLM's own series, as vLLM writes it (Prometheus keeps the colon in text format)."""
+    table = {**HISTOGRAMS, **DIRECT}
+    return f"vllm:{table[short][0]}{suffix}"
 
 # vLLM's own histogram (Prometheus scrapes vLLM directly), spelled as the exporter reads it.
 VLLM_TTFT_BUCKET = f"vllm:{HISTOGRAMS['ttft'][0]}_bucket"
@@ -97,18 +117,18 @@ def _query_variable(name: str, label: str, query: str) -> db.QueryVariable:
 
 
 def variables(*, with_node: bool = False) -> list[db.DatasourceVariable | db.QueryVariable]:
-    """datasource, namespace, model and pod (and node for GPU views), each narrowing the next."""
+    """datasource, cluster, namespace, model and pod (and node for GPU views), each narrowing the next."""
     up = metric("kvscale_vllm_up").name
     found: list[db.DatasourceVariable | db.QueryVariable] = [
         db.DatasourceVariable("datasource").label("Data source").type("prometheus"),
-        _query_variable("namespace", "Namespace", f"label_values({up}, namespace)"),
-        _query_variable("model", "Model", f'label_values({up}{{namespace=~"$namespace"}}, model_name)'),
-        _query_variable("pod", "Pod",
-                        f'label_values({up}{{namespace=~"$namespace", model_name=~"$model"}}, pod)'),
+        _query_variable("cluster", "Cluster", f"label_values({up}, {CLUSTER})"),
+        _query_variable("namespace", "Namespace", f"label_values({up}{{{IN_CLUSTER}}}, namespace)"),
+        _query_variable("model", "Model", f'label_values({up}{{{NAMESPACE}}}, model_name)'),
+        _query_variable("pod", "Pod", f'label_values({up}{{{NAMESPACE}, model_name=~"$model"}}, pod)'),
     ]
     if with_node:
         gpu_up = metric("kvscale_gpu_up").name
-        found.append(_query_variable("node", "Node", f"label_values({gpu_up}, node)"))
+        found.append(_query_variable("node", "Node", f"label_values({gpu_up}{{{IN_CLUSTER}}}, node)"))
     return found
 
 
@@ -124,6 +144,17 @@ def resolve_runbooks(dash: dict[str, Any], base: str) -> None:
         for link in holder.get("links", []):
             if link.get("url", "").startswith(_RUNBOOKS):
                 link["url"] = base + link["url"][len(_RUNBOOKS):]
+
+
+def resolve_cluster_label(tree: Any, label: str) -> Any:
+    """A rendered dashboard (JSON-like tree) with the policy's cluster label in place of the placeholder."""
+    if isinstance(tree, str):
+        return tree.replace(CLUSTER, label)
+    if isinstance(tree, list):
+        return [resolve_cluster_label(item, label) for item in tree]
+    if isinstance(tree, dict):
+        return {key: resolve_cluster_label(value, label) for key, value in tree.items()}
+    return tree
 
 
 def runbook_link(alert: str) -> db.DashboardLink:

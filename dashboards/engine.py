@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from grafana_foundation_sdk.builders import dashboard as db
 
-from alerts import alerting, platform
+from alerts import alerting, platform, slo
 from dashboards import common as c
-from dashboards.panels import WARN, Line, PanelBuilder, Query, layout, timeseries_panel
+from dashboards.panels import WARN, Line, PanelBuilder, Query, heatmap_panel, layout, timeseries_panel
 from exporter.contract.catalog import Family
 from exporter.contract.policy import Policy
 
@@ -56,8 +56,10 @@ def _health(t: Policy) -> list[PanelBuilder]:
             "Exporter scrape of the pod", [Query(f"{SCRAPE.name}{{{c.POD}}}", "{{pod}}")], unit=c.unit(SCRAPE), span=8,
             runbooks=[platform.EXPORTER_DOWN, platform.EXPORTER_ABSENT], description=SCRAPE.help),
         timeseries_panel(
-            "Exporter collectors", [Query(f"min by (collector) ({COLLECTOR_OK.name})", "{{collector}} ok"),
-                                    Query(f"max by (collector) ({COLLECTOR_TIME.name})", "{{collector}} seconds")],
+            "Exporter collectors", [Query(f"min by ({c.by('collector')}) ({COLLECTOR_OK.name}{{{c.IN_CLUSTER}}})",
+                                          "{{collector}} ok"),
+                                    Query(f"max by ({c.by('collector')}) ({COLLECTOR_TIME.name}{{{c.IN_CLUSTER}}})",
+                                          "{{collector}} seconds")],
             unit="short", span=8, runbooks=[platform.EXPORTER_COLLECTOR_FAILING],
             description=COLLECTOR_OK.help + " " + COLLECTOR_TIME.help),
     ]
@@ -69,9 +71,19 @@ def _batch(t: Policy) -> list[PanelBuilder]:
             "Running and waiting requests",
             [Query(f"{RUNNING.name}{{{c.VLLM}}}", "{{pod}} running"),
              Query(f"{WAITING.name}{{{c.VLLM}}}", "{{pod}} waiting")],
-            unit="short", lines=[Line(t.queue_target, WARN)], runbooks=[alerting.QUEUE_BACKLOG_GROWING],
+            unit="short", lines=[Line(t.queue_target, WARN)],
+            runbooks=[alerting.QUEUE_BACKLOG_GROWING, alerting.QUEUE_FAR_ABOVE_TARGET, alerting.ENGINE_STALLED],
             description=f"Dashed line: queue target per pod ({t.queue_target:g}). Waiting grows while running is "
-                        "flat: the batch is limited by KV cache or max_num_seqs. " + WAITING.help),
+                        "flat: the batch is limited by KV cache or max_num_seqs. Requests held while tokens per "
+                        "second sits at 0: the engine is stalled. " + WAITING.help),
+        timeseries_panel(
+            "Finished requests by reason",
+            [Query(f"sum by ({c.by('pod', 'finished_reason')}) "
+                   f"(rate({c.vllm_series('request_success')}{{{c.VLLM}}}[$__rate_interval]))",
+                   "{{pod}} {{finished_reason}}")],
+            unit="reqps", stacked=True, runbooks=[slo.REQUEST_ERRORS, slo.REQUEST_ABORTS],
+            description="Requests finished per second by finished_reason: stop and length are answers, abort a "
+                        "client that gave up, error a failure. " + c.NEEDS_VLLM_SCRAPE),
         timeseries_panel(
             "Admission rejections per second",
             [Query(f"{REJECTIONS.name}{{{c.VLLM}}}", "{{pod}}")],
@@ -104,19 +116,20 @@ def _kv(t: Policy) -> list[PanelBuilder]:
 
 
 def _latency(t: Policy) -> list[PanelBuilder]:
-    ttft_vllm = (f"histogram_quantile(0.95, sum by (le, pod) (rate({c.VLLM_TTFT_BUCKET}{{{c.VLLM}}}"
+    ttft_vllm = (f"histogram_quantile(0.95, sum by ({c.by('le', 'pod')}) (rate({c.VLLM_TTFT_BUCKET}{{{c.VLLM}}}"
                  "[$__rate_interval])))")
     return [
-        _quantiles(TTFT, "Time to first token", [Line(t.ttft_p95_slo_seconds)], [alerting.TTFT_OVER_SLO]),
+        _quantiles(TTFT, "Time to first token", [Line(t.ttft_p95_slo_seconds)], [slo.TTFT_OVER_SLO]),
         timeseries_panel(
             "TTFT p95: exporter vs Prometheus",
             [Query(f'{TTFT.name}{{{c.VLLM}, quantile="0.95"}}', "{{pod}} exporter"),
              Query(ttft_vllm, "{{pod}} histogram_quantile")],
-            unit="s", lines=[Line(t.ttft_p95_slo_seconds)], runbooks=[alerting.TTFT_OVER_SLO],
+            unit="s", lines=[Line(t.ttft_p95_slo_seconds)], runbooks=[slo.TTFT_OVER_SLO],
             description="The exporter's windowed p95 next to histogram_quantile over vLLM's buckets; they should "
-                        "agree within the window difference. A gap means the exporter reads a stale target."),
-        _quantiles(ITL, "Inter-token latency", [], [], span=8),
-        _quantiles(E2E, "End-to-end latency", [], [], span=8),
+                        "agree within the window difference. A gap means the exporter reads a stale target. "
+                        "The histogram_quantile line " + c.NEEDS_VLLM_SCRAPE[0].lower() + c.NEEDS_VLLM_SCRAPE[1:]),
+        _quantiles(ITL, "Inter-token latency", [Line(t.itl_p95_slo_seconds)], [slo.ITL_OVER_SLO], span=8),
+        _quantiles(E2E, "End-to-end latency", [Line(t.e2e_p95_slo_seconds)], [slo.E2E_OVER_SLO], span=8),
         _quantiles(QUEUE_TIME, "Queue time", [], [alerting.QUEUE_BACKLOG_GROWING], span=8),
     ]
 
@@ -127,7 +140,9 @@ def _throughput(t: Policy) -> list[PanelBuilder]:
             "Tokens per second",
             [Query(f"{PROMPT.name}{{{c.VLLM}}}", "{{pod}} prompt"),
              Query(f"{GENERATION.name}{{{c.VLLM}}}", "{{pod}} generation")],
-            unit="short", description=PROMPT.help + " " + GENERATION.help),
+            unit="short", runbooks=[alerting.ENGINE_STALLED],
+            description=PROMPT.help + " " + GENERATION.help + " Generation at 0 while requests run: the engine is "
+                                                              "stalled."),
         timeseries_panel(
             "Preemptions per second", [Query(f"{PREEMPTIONS.name}{{{c.VLLM}}}", c.legend(PREEMPTIONS))],
             unit=c.unit(PREEMPTIONS),
@@ -136,10 +151,40 @@ def _throughput(t: Policy) -> list[PanelBuilder]:
     ]
 
 
+def _mean_time(short: str) -> str:
+    name = c.vllm_series(short)
+    return (f"sum by ({c.by('pod')}) (rate({name}_sum{{{c.VLLM}}}[$__rate_interval]))\n/\n"
+            f"sum by ({c.by('pod')}) (rate({name}_count{{{c.VLLM}}}[$__rate_interval]))")
+
+
+def _requests(t: Policy) -> list[PanelBuilder]:
+    def length(short: str) -> str:
+        return (f"sum by ({c.by('le')}) (increase({c.vllm_series(short, '_bucket')}{{{c.VLLM}}}"
+                "[$__rate_interval]))")
+
+    return [
+        timeseries_panel(
+            "Prefill vs decode time per request",
+            [Query(_mean_time("prefill_time"), "{{pod}} prefill"), Query(_mean_time("decode_time"), "{{pod}} decode")],
+            unit="s", span=8,
+            description="Mean seconds a request spends in prefill (reading its prompt) and in decode (writing its "
+                        "answer). Prefill growing: long prompts or a cold prefix cache; decode growing: a full batch "
+                        "or long outputs. " + c.NEEDS_VLLM_SCRAPE),
+        heatmap_panel(
+            "Prompt length", Query(length("prompt_length")), unit="short", span=8,
+            description="Prompt tokens per finished request, one row per histogram bucket: the shift that explains "
+                        "a TTFT change. " + c.NEEDS_VLLM_SCRAPE),
+        heatmap_panel(
+            "Generation length", Query(length("generation_length")), unit="short", span=8,
+            description="Output tokens per finished request, one row per histogram bucket: the shift that explains "
+                        "an end-to-end latency change. " + c.NEEDS_VLLM_SCRAPE),
+    ]
+
+
 def build(thresholds: Policy) -> db.Dashboard:
     dash = c.new_dashboard(UID, "kvscale / vLLM engine",
                            "One vLLM pod in detail: batch, KV cache, latency quantiles, waste, and its exporter.")
     sections = (("Health", _health), ("Batch and queue", _batch), ("KV cache", _kv), ("Latency", _latency),
-                ("Throughput and waste", _throughput))
+                ("Requests (from vLLM's own series)", _requests), ("Throughput and waste", _throughput))
     dash = layout(dash, [(title, panels(thresholds)) for title, panels in sections])
     return dash

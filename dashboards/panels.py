@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from grafana_foundation_sdk.builders import common as cb
 from grafana_foundation_sdk.builders import dashboard as db
-from grafana_foundation_sdk.builders import prometheus, stat, table, timeseries
+from grafana_foundation_sdk.builders import heatmap, prometheus, stat, table, timeseries
 from grafana_foundation_sdk.cog import builder as cogbuilder
 from grafana_foundation_sdk.models import common as cm
 from grafana_foundation_sdk.models import dashboard as model
@@ -120,8 +120,11 @@ def stat_panel(
     height: int = 4,
     decimals: int | None = None,
     base: str = OK,
+    text_mode: str = "auto",
 ) -> stat.Panel:
-    """A single number colored by the thresholds, with a sparkline of its recent past."""
+    """A single number colored by the thresholds, with a sparkline of its recent past.
+
+    ``text_mode="value_and_name"`` shows one named tile per series: a stat that lists what is broken."""
     panel = (
         stat.Panel()
         .title(title)
@@ -137,6 +140,7 @@ def stat_panel(
         .reduce_options(cb.ReduceDataOptions().calcs(["lastNotNull"]).values(False))
         .thresholds(_thresholds(lines, base))
         .no_value("no data")
+        .text_mode(cm.BigValueTextMode(text_mode))
     )
     if decimals is not None:
         panel = panel.decimals(decimals)
@@ -160,6 +164,23 @@ def table_panel(
         .height(height)
         .with_transformation(model.DataTransformerConfig(
             id_val="organize", options={"excludeByName": {name: True for name in hidden}}))
+    )
+
+
+def heatmap_panel(title: str, query: Query, *, description: str, unit: str, span: int = 12,
+                  height: int = 8) -> heatmap.Panel:
+    """A distribution over time from a histogram's per-bucket increases (``le`` in the legend), as Grafana
+    draws Prometheus buckets: no recalculation, one row per bucket."""
+    return (
+        heatmap.Panel()
+        .title(title)
+        .description(description)
+        .datasource(DATASOURCE)
+        .targets(list(_targets([Query(query.expr, query.legend or "{{le}}")], PromQueryFormat.HEATMAP)))
+        .calculate(False)
+        .unit(unit)
+        .span(span)
+        .height(height)
     )
 
 

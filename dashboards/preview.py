@@ -41,7 +41,7 @@ class PreviewSettings:
     rate_interval: str = "1m"
     """Stands in for $__rate_interval: at least four scrape intervals of the Prometheus read."""
     variables: Mapping[str, str] = field(default_factory=lambda: {
-        "namespace": ALL, "model": ALL, "pod": ALL, "node": ALL})
+        "cluster": ALL, "namespace": ALL, "model": ALL, "pod": ALL, "node": ALL})
 
     def values(self) -> dict[str, str]:
         step = self.step()

@@ -8,7 +8,8 @@ one bucket slower than the fixture's lifetime distribution. That makes windowed
 quantiles (from increments) differ from lifetime ones (from cumulative counts),
 which is what a test of "quantiles over the window" needs to tell apart. ``POST /control`` (JSON)
 changes behaviour at run time, for tests, demos and benchmarks:
-``{"set": {"vllm:num_requests_waiting": 40}}`` overrides a gauge, and
+``{"set": {"vllm:num_requests_waiting": 40}}`` overrides every series of a name (a key with labels,
+written as in the exposition, overrides that series alone), and
 ``{"fault": "http_500" | "slow" | "garbage" | "truncated" | "huge" | null}`` injects a fault.
 """
 
@@ -109,6 +110,8 @@ def render(state: TargetState, now: float) -> str:
     for line in state.lines:
         if not line.name:
             parts.append(line.prefix)
+        elif line.prefix.strip() in state.overrides:  # one series, as the exposition writes it
+            parts.append(f"{line.prefix}{state.overrides[line.prefix.strip()]!r}\n")
         elif line.name in state.overrides:
             parts.append(f"{line.prefix}{state.overrides[line.name]!r}\n")
         else:

@@ -36,7 +36,7 @@ _WHOLE_SECONDS = {"minimum": 1}
 _QUANTILE = {"exclusiveMinimum": 0, "exclusiveMaximum": 1}
 _MATCHERS = {"pattern": r"^[^{}\n]*$"}  # interpolated between {} in PromQL: braces would break the query
 _URL = {"minLength": 1}
-_SEVERITY = {"enum": ["critical", "warning", "info"]}
+_SEVERITY = {"enum": ["critical", "warning", "info"], "minLength": 1}
 _LABEL_NAME = {"pattern": r"^[a-zA-Z_][a-zA-Z0-9_]*$", "minLength": 1}
 _JSON_TYPES = {"float": "number", "int": "integer", "str": "string"}
 
@@ -106,6 +106,14 @@ class Policy:
                                                       "to alert: any sustained rejection is a client that got "
                                                       "an error.", _AT_LEAST_ZERO)
     admission_rejections_for_seconds: int = _seconds(300, "How long rejections must keep happening.")
+    # Ratio lines of the outcome alerts (their durations and severities are below).
+    request_error_ratio_alert: float = _ratio(0.05, "Share of a model's finished requests that end in error "
+                                                    "(finished_reason=\"error\") above which it alerts.")
+    request_abort_ratio_alert: float = _ratio(0.2, "Share of finished requests aborted (client gone or cancelled) "
+                                                   "above which it alerts: some aborts are users pressing stop, "
+                                                   "a fifth means clients give up waiting.")
+    adapter_error_ratio_alert: float = _ratio(0.05, "Share of the adapter's API requests answered 5xx above which "
+                                                    "it alerts: the HPA and KEDA see failures, not values.")
     target_down_for_seconds: int = _seconds(600, "How long a vLLM target may be unreadable: loading a large "
                                                  "model takes minutes.")
     gpu_memory_usage_alert: float = _ratio(0.95, "GPU memory used/total above which a GPU alerts. vLLM "
@@ -160,13 +168,8 @@ class Policy:
     exporter_no_targets_for_seconds: int = _seconds(600, "How long the exporters may be up with no vLLM target at "
                                                          "all (pod discovery broken: RBAC, a wrong label selector).")
     exporter_no_targets_severity: str = _severity("warning", "Severity of exporters watching no vLLM target.")
-    request_error_ratio_alert: float = _ratio(0.05, "Share of a model's finished requests that end in error "
-                                                    "(finished_reason=\"error\") above which it alerts.")
     request_errors_for_seconds: int = _seconds(300, "How long the error share must stay above its line.")
     request_errors_severity: str = _severity("critical", "Severity of request errors: clients get failures.")
-    request_abort_ratio_alert: float = _ratio(0.2, "Share of finished requests aborted (client gone or cancelled) "
-                                                   "above which it alerts: some aborts are users pressing stop, "
-                                                   "a fifth means clients give up waiting.")
     request_aborts_for_seconds: int = _seconds(600, "How long the abort share must stay above its line.")
     request_aborts_severity: str = _severity("warning", "Severity of a high abort share.")
     # Autoscaling and the adapter.
@@ -180,8 +183,6 @@ class Policy:
     adapter_stale_seconds: int = _seconds(60, "Age of the adapter's source data above which its values are stale: "
                                               "the HPA syncs every 15 s, so a minute-old view is four missed syncs.")
     adapter_stale_for_seconds: int = _seconds(300, "How long the adapter's data may stay stale before alerting.")
-    adapter_error_ratio_alert: float = _ratio(0.05, "Share of the adapter's API requests answered 5xx above which "
-                                                    "it alerts: the HPA and KEDA see failures, not values.")
     adapter_errors_for_seconds: int = _seconds(300, "How long the adapter's error share must stay above its line.")
     adapter_severity: str = _severity("warning", "Severity of a stale or failing adapter (the HPA holds its "
                                                  "replicas meanwhile).")

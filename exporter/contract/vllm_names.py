@@ -31,3 +31,27 @@ HISTOGRAMS: dict[str, tuple[str, ...]] = {
     "queue": ("request_queue_time_seconds",),
 }
 PREFIXES = ("vllm:", "vllm_")
+# Read only by the rules and dashboards, from Prometheus scraping vLLM itself (the exporter does not read
+# them): request outcomes by finished_reason (a counter), and per-request histograms.
+DIRECT: dict[str, tuple[str, ...]] = {
+    "request_success": ("request_success_total",),
+    "prefill_time": ("request_prefill_time_seconds",),
+    "decode_time": ("request_decode_time_seconds",),
+    "prompt_length": ("request_prompt_tokens",),
+    "generation_length": ("request_generation_tokens",),
+}
+
+# Series kvscale's stat-logger plugin (exporter.vllm_plugin, installed into vLLM with kvscale[vllm]) adds to
+# vLLM's own /metrics: exact quantiles of the raw per-request values over a sliding window, keyed by the
+# short name of the histogram they replace, and the peak KV usage of each engine's steps over that window.
+ENGINE_QUANTILES: dict[str, str] = {
+    "ttft": "kvscale_engine_ttft_seconds",
+    "itl": "kvscale_engine_inter_token_latency_seconds",
+    "e2e": "kvscale_engine_e2e_latency_seconds",
+    "queue": "kvscale_engine_queue_time_seconds",
+}
+ENGINE_OBSERVATIONS = "kvscale_engine_window_observations"
+"""Values in the plugin's window, per ``latency`` (a short name above): present means the plugin is the source."""
+ENGINE_WINDOW = "kvscale_engine_window_seconds"
+ENGINE_KV_PEAK = "kvscale_engine_kv_cache_usage_peak_ratio"
+ENGINE_FAULTS = "kvscale_engine_plugin_faults_total"

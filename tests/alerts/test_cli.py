@@ -52,7 +52,7 @@ def test_policy_file_by_flag_environment_and_deprecated_spellings(
     if env:
         monkeypatch.setenv(env, str(policy))
     assert main(["build", str(tmp_path / "out"), *([flag, str(policy)] if flag else [])]) == 0
-    assert str(_alert(tmp_path / "out", "KvscaleTTFTOverSLO")["expr"]).endswith("> 2")
+    assert "> 2\nunless on" in str(_alert(tmp_path / "out", "KvscaleTTFTOverSLO")["expr"])
     assert ("deprecated" in capsys.readouterr().err) == ("THRESHOLDS" in env or flag == "--thresholds")
 
 

@@ -111,7 +111,7 @@ def test_recording_names_are_level_metric_operations() -> None:
 def test_rate_window_setting_names_and_windows_the_rules(window: int, suffix: str) -> None:
     groups = recording_groups(from_mapping({"rate_window_seconds": window}))
     rates = [r for g in groups for r in g.recordings() if r.record.endswith(f":{suffix}")]
-    assert len(rates) == 8  # TTFT and ITL buckets at two levels, three counters, rejections
+    assert len(rates) == 10  # TTFT and ITL buckets at two levels, three counters, rejections, outcomes at two
     assert all(f"[{suffix.removeprefix('rate')}]" in r.expr for r in rates if "rate(" in r.expr)
 
 

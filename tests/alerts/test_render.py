@@ -72,7 +72,7 @@ def test_every_alert_carries_severity_for_summary_description_runbook() -> None:
                 continue
             assert rule["labels"]["severity"] in {"critical", "warning", "info"}
             assert "for" in rule
-            assert set(rule["annotations"]) == {"summary", "description", "runbook_url"}
+            assert set(rule["annotations"]) == {"summary", "description", "runbook_url", "dashboard_url"}
             assert "{{" not in rule["annotations"]["summary"]
             assert "{{" in rule["annotations"]["description"]
 

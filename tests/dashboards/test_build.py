@@ -37,7 +37,7 @@ def test_committed_json_loads_with_the_current_schema(stem: str) -> None:
     assert dash["uid"] == f"kvscale-{stem}"
     assert "kvscale" in dash["tags"]
     names = [v["name"] for v in dash["templating"]["list"]]
-    assert names[:4] == ["datasource", "namespace", "model", "pod"]
+    assert names[:5] == ["datasource", "cluster", "namespace", "model", "pod"]
 
 
 def test_uids_are_unique(default_build: dict[str, dict[str, Any]]) -> None:

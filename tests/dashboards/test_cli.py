@@ -50,7 +50,7 @@ def test_selectors_and_runbook_base_come_from_the_policy(tmp_path: Path) -> None
                       "  runbook_url_base: https://wiki.example.com/kvscale\n")
     assert main(["build", str(tmp_path / "out"), "--policy", str(policy)]) == 0
     text = (tmp_path / "out" / "autoscaling.json").read_text()
-    assert 'kube_horizontalpodautoscaler_spec_max_replicas{job=\\"ksm\\", cluster=\\"a\\", namespace=' in text
+    assert 'kube_horizontalpodautoscaler_spec_max_replicas{job=\\"ksm\\", cluster=\\"a\\", cluster=~' in text
     assert 'job=\\"kube-state-metrics\\"' not in text
     assert "https://wiki.example.com/kvscale#kvscalehpametricsunavailable" in text
     assert "docs/runbooks.md" not in text and "kvscale:runbooks" not in text

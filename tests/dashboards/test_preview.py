@@ -14,7 +14,7 @@ from dashboards.prom_client import PrometheusClient, PrometheusError, Series
 from tests.conftest import Stack
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-STACK_VARIABLES = {"namespace": "demo", "model": ".*", "pod": ".*", "node": ".*"}
+STACK_VARIABLES = {"cluster": ".*", "namespace": "demo", "model": ".*", "pod": ".*", "node": ".*"}
 
 
 def _png_size(path: Path) -> tuple[int, int]:

@@ -7,12 +7,13 @@ from typing import Any
 import promql_parser
 import pytest
 
+from alerts import platform
 from dashboards import build
 from dashboards.promql import UnknownVariableError, legend, panel_queries, substitute
 from exporter.contract.catalog import BY_NAME
 from exporter.contract.policy import Policy
 
-VALUES = {"namespace": "demo", "model": "tiny-llama", "pod": "vllm-a", "node": "gpu-node-1"}
+VALUES = {"cluster": ".*", "namespace": "demo", "model": "tiny-llama", "pod": "vllm-a", "node": "gpu-node-1"}
 
 
 @pytest.mark.parametrize(("expr", "expected"), [
@@ -81,5 +82,7 @@ def test_every_query_parses_and_reads_known_metrics(query: Any) -> None:
     names = _selectors(substitute(query.expr, VALUES))
     assert names
     for name in names:
-        # kvscale_* must be catalog families; others are vLLM's own or kube-state-metrics series.
-        assert name in BY_NAME or name.startswith(("vllm:", "kube_")), name
+        # kvscale_* must be catalog families or the adapter's self-metrics; others are vLLM's own or
+        # kube-state-metrics series.
+        known = name in BY_NAME or name in (platform.ADAPTER_FRESHNESS, platform.ADAPTER_REQUESTS)
+        assert known or name.startswith(("vllm:", "kube_")), name

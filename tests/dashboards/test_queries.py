@@ -16,7 +16,7 @@ from exporter.contract.policy import Policy
 from tests.conftest import Stack
 
 # The stack's values for the dashboard variables; ``node`` exists only in the GPU series.
-VALUES = {"namespace": "demo", "model": "tiny-llama", "pod": "vllm-a", "node": Stack.node,
+VALUES = {"cluster": ".*", "namespace": "demo", "model": "tiny-llama", "pod": "vllm-a", "node": Stack.node,
           "__rate_interval": "20s", "__range": "10m"}
 
 QUERIES = [q for dash in build.render(Policy()).values() for q in panel_queries(dash)]

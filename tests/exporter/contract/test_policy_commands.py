@@ -45,6 +45,19 @@ CHANGED: dict[str, Any] = {
     "adapter_selector": 'job="adp-x"', "kube_state_metrics_selector": 'job="ksm-x"',
     "hpa_namespace_selector": 'namespace=~"llm-.*"', "vllm_selector": 'job="vllm-x"',
     "runbook_url_base": "https://wiki.example.com/rb",
+    "itl_p95_slo_seconds": 0.2, "itl_alert_for_seconds": 420, "e2e_p95_slo_seconds": 45.0, "e2e_alert_for_seconds": 480,
+    "slo_min_requests_per_second": 0.5, "latency_slo_severity": "warning", "engine_stalled_for_seconds": 240,
+    "engine_stalled_severity": "warning", "queue_far_above_target_factor": 3.0,
+    "queue_far_above_target_for_seconds": 1200, "queue_far_above_target_severity": "critical",
+    "model_down_for_seconds": 420, "model_down_severity": "warning", "exporter_no_targets_for_seconds": 900,
+    "exporter_no_targets_severity": "info", "request_error_ratio_alert": 0.02, "request_errors_for_seconds": 240,
+    "request_errors_severity": "warning", "request_abort_ratio_alert": 0.3, "request_aborts_for_seconds": 900,
+    "request_aborts_severity": "info", "hpa_replicas_mismatch_for_seconds": 1200,
+    "hpa_replicas_mismatch_severity": "critical", "adapter_absent_severity": "warning", "adapter_stale_seconds": 90,
+    "adapter_stale_for_seconds": 240, "adapter_error_ratio_alert": 0.1, "adapter_errors_for_seconds": 240,
+    "adapter_severity": "critical", "gpu_temperature_alert": 88.0, "gpu_temperature_for_seconds": 240,
+    "gpu_ecc_window_seconds": 1200, "gpu_throttle_reasons": "hw_slowdown", "gpu_throttle_for_seconds": 300,
+    "gpu_health_severity": "critical", "cluster_label": "k8s_cluster", "grafana_url_base": "https://grafana.example.com",
 }
 
 
@@ -85,7 +98,7 @@ def test_alerts_follow_every_rule_key(tmp_path: Path, policy_file: Path) -> None
         ("KvscaleGPULost", "== 0", "2m"),
         ("KvscaleGPUXidErrors", "[30m]", "0s"),
         ("KvscaleExporterAbsent", 'absent(up{job="exp-x"} == 1)', "13m"),
-        ("KvscaleAdapterAbsent", 'absent(up{job="adp-x"} == 1)', "13m"),
+        ("KvscaleAdapterAbsent", 'unless on (cluster)\ncount by (cluster) (up{job="adp-x"} == 1)', "13m"),
         ("KvscaleExporterCollectorFailing", "== 0", "25m"),
         ("KvscaleHPAMaxedOutSaturated", '{job="ksm-x", namespace=~"llm-.*"}', "33m"),
         ("KvscaleHPAMetricsUnavailable", '{job="ksm-x", namespace=~"llm-.*"', "21m"),
