@@ -11,8 +11,10 @@ sample is older than ``max_age``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
+import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -125,6 +127,36 @@ class DirectProvider:
             except Exception:  # a bug must not end the loop: the view would silently freeze, then age out
                 log.exception("refresh of the exporter view failed")
             await asyncio.sleep(max(0.0, self._settings.refresh_interval - (self._monotonic() - started)))
+
+    async def run_in_thread(self) -> None:
+        """:meth:`run` on a thread and event loop of its own, with its own HTTP session, until cancelled.
+
+        Under a flood of API requests the serving loop runs a thousand callbacks per turn: reads
+        scheduled there overran their timeout and every pod aged out (404s for everyone). Here the
+        refresh only competes for the GIL, which it gets every few milliseconds.
+        """
+        loop = asyncio.new_event_loop()
+        tasks: list[asyncio.Task[None]] = []
+
+        async def refresh() -> None:
+            async with aiohttp.ClientSession() as session:
+                self._session = session
+                await self.run()
+
+        def main() -> None:
+            asyncio.set_event_loop(loop)
+            tasks.append(loop.create_task(refresh()))
+            with contextlib.suppress(asyncio.CancelledError):
+                loop.run_until_complete(tasks[0])
+            loop.close()
+
+        thread = threading.Thread(target=main, name="direct-refresh", daemon=True)
+        thread.start()
+        try:
+            await asyncio.Event().wait()
+        finally:
+            loop.call_soon_threadsafe(lambda: [t.cancel() for t in tasks])
+            await asyncio.to_thread(thread.join, 10)
 
     async def refresh_once(self) -> None:
         try:

@@ -295,7 +295,9 @@ class _Handler(RequestHandler):
         reason = "BadRequest" if status < 500 else "InternalError"
         text = f"malformed HTTP request ({kind})" if status < 500 else "an internal error occurred"
         body = json.dumps(wire.status(status, reason, text), separators=(",", ":")).encode()
-        response = web.Response(body=body, status=status, content_type="application/json")
+        # The connection is closed after this answer: say so, or a client reuses it and meets a reset.
+        response = web.Response(body=body, status=status, content_type="application/json",
+                                headers={"Connection": "close"})
         response.force_close()
         return response
 

@@ -108,7 +108,7 @@ def _provider(settings: AdapterSettings, session: aiohttp.ClientSession, kube: A
     direct = DirectProvider(endpoints=endpoints, session=session, settings=DirectSettings(
         settings.refresh_interval, settings.max_age, min(settings.refresh_interval, 5.0), settings.window_seconds,
         default_quantile=settings.default_quantile))
-    tasks.append(asyncio.create_task(direct.run()))
+    tasks.append(asyncio.create_task(direct.run_in_thread()))
     return direct, direct.snapshot_ages
 
 

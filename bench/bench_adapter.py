@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/bench_adapter.py throughput   # direct, 500 pods, query selects 100
     .venv/bin/python bench/bench_adapter.py freshness    # spike -> visible through the adapter, direct vs prometheus
+    .venv/bin/python bench/bench_adapter.py tls-load     # 1,000 TLS clients for 60 s: errors, latency, RSS
 
 Throughput: the adapter is a separate process (`python -m adapter`, direct source,
 plain HTTP and TLS with a client certificate); 500 pods are served by 63 fake node
@@ -343,6 +344,27 @@ async def _probe(url: str) -> float | None:
         return await read_waiting(session, url)
 
 
+def tls_load_run(args: argparse.Namespace) -> None:
+    """The adapter's load check: ``--clients`` kept-alive TLS clients for ``--seconds`` (tests/adapter/load.py)."""
+    from tests.adapter.helpers import FIXTURES, adapter_process
+    from tests.adapter.load import MiB
+    from tests.adapter.load import tls_load as drive
+    from tests.conftest import Processes, start_static
+
+    procs = Processes()
+    tmp = Path(tempfile.mkdtemp(prefix="kvscale-tls-load-"))
+    try:
+        exporter = start_static(procs, "exporter", FIXTURES / "exporter.prom")
+        with adapter_process(tmp, exporter_url=exporter) as served:
+            result = asyncio.run(drive(served, clients=args.clients, seconds=args.seconds))
+            print(result.summary())
+            back = result.after_rss - result.baseline_rss <= 25 * MiB
+            print(f"errors: {sum(result.errors.values())}; memory back to baseline (+25 MiB): {back}")
+    finally:
+        procs.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "_exporters":
         serve_exporters(int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]))
@@ -364,9 +386,12 @@ def main() -> None:
     f.add_argument("--exporter-interval", type=float, default=1.0)
     f.add_argument("--refresh-interval", type=float, default=1.0)
     f.add_argument("--prometheus-scrape-interval", type=float, default=1.0)
+    load = sub.add_parser("tls-load")
+    load.add_argument("--clients", type=int, default=1000)
+    load.add_argument("--seconds", type=float, default=60.0)
     args = p.parse_args()
     os.environ.setdefault("NO_PROXY", "127.0.0.1,localhost")
-    throughput(args) if args.cmd == "throughput" else freshness(args)
+    {"throughput": throughput, "freshness": freshness, "tls-load": tls_load_run}[args.cmd](args)
 
 
 if __name__ == "__main__":

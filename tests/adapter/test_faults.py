@@ -119,4 +119,5 @@ async def test_prometheus_answer_with_auth_header_and_nan_left_out(
         [("vllm-7d9c6-abcde", "5", "2023-11-14T22:13:20Z")]
     header, query = fake.seen[-1]
     assert header == "Bearer s3cret"
-    assert query.startswith("(kvscale_vllm_requests_waiting{namespace=\"llm\"}")
+    assert query.startswith('label_replace(max by (namespace, pod, model_name) (kvscale_vllm_requests_waiting{'
+                            'namespace="llm"}')
