@@ -192,7 +192,8 @@ def _security(settings: AdapterSettings, kube: Any, tasks: list[asyncio.Task[Non
                                            on_reload=reload_authenticator)))
     if not cas:
         tasks.append(asyncio.create_task(_follow_configmap(kube, security, ctx, cluster,
-                                                           settings.cert_reload_interval)))
+                                                           settings.cert_reload_interval,
+                                                           timeout=settings.kube_api_timeout)))
     return security, ctx
 
 
@@ -210,13 +211,13 @@ def _authorizer(settings: AdapterSettings, kube: Any) -> DelegatedAuthorizer | N
 
 
 async def _follow_configmap(kube: Any, security: Security, ctx: ssl.SSLContext, current: ClusterAuth,
-                            interval: float) -> None:
+                            interval: float, *, timeout: float = 10.0) -> None:
     """Re-read kube-system/extension-apiserver-authentication: the front-proxy CA rotates with the cluster."""
     api = kube.client.CoreV1Api()
     while True:
         await asyncio.sleep(interval)
         try:
-            fresh = await asyncio.to_thread(read_cluster_auth, api)
+            fresh = await asyncio.to_thread(read_cluster_auth, api, timeout)
             if fresh == current:
                 continue
             authenticator = Authenticator(requestheader=fresh.requestheader, client_ca_pem=fresh.client_ca_pem)

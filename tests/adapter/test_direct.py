@@ -1,5 +1,10 @@
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import time
+from pathlib import Path
+
 import aiohttp
 import pytest
 
@@ -8,7 +13,8 @@ from adapter.endpoints import StaticEndpoints
 from adapter.provider import AmbiguousMetricError, MetricQuery, SourceUnavailableError, UnknownMetricError
 from adapter.selectors import parse_selector
 from exporter.contract.exposition import ExpositionError
-from tests.adapter.helpers import EXPOSITION, FakeExporter
+from tests.adapter.helpers import EXPOSITION, FIXTURES, FakeExporter
+from tests.conftest import Processes, start_static
 
 
 def test_read_exposition_groups_by_pod_and_reads_up() -> None:
@@ -104,3 +110,30 @@ async def test_metric_rules() -> None:
     finally:
         await session.close()
         await exporter.server.close()
+
+
+async def test_refresh_on_its_own_thread_goes_on_while_the_serving_loop_is_busy(tmp_path: Path) -> None:
+    """1,000 TLS clients kept the serving loop so busy that reads scheduled on it overran their timeout and
+    every pod aged out; the refresh now runs on its own thread and loop."""
+    procs = Processes()
+    try:
+        url = start_static(procs, "exporter", FIXTURES / "exporter.prom")
+        async with aiohttp.ClientSession() as session:
+            provider = DirectProvider(endpoints=StaticEndpoints([url]), session=session,
+                                      settings=DirectSettings(refresh_interval=0.1, max_age=1.0))
+            refresh = asyncio.create_task(provider.run_in_thread())
+            for _ in range(200):
+                if provider.ready:
+                    break
+                await asyncio.sleep(0.05)
+            before = provider.generation
+            time.sleep(2.0)  # the serving loop is blocked, as under a flood of requests
+            assert provider.generation >= before + 5
+            values = await provider.pod_values("llm", ["vllm-7d9c6-abcde"],
+                                               MetricQuery("kvscale_vllm_requests_waiting"))
+            assert [v.value for v in values] == [5.0]
+            refresh.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await refresh
+    finally:
+        procs.stop()

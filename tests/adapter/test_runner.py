@@ -158,3 +158,26 @@ async def test_front_proxy_ca_rotation_in_the_configmap_is_followed(cluster: Clu
     await poll(cluster, QUERY, HPA, 200)  # the new front-proxy certificate is believed
     cluster.proxy = old_proxy
     await poll(cluster, QUERY, HPA, 401)  # and the old CA no longer vouches for X-Remote-User
+
+
+def test_authorization_is_delegated_in_a_cluster_and_loud_when_off(caplog: pytest.LogCaptureFixture) -> None:
+    import kubernetes
+
+    from adapter.authz import DelegatedAuthorizer
+    from adapter.runner import _authorizer
+    from adapter.settings import load_settings
+
+    tls = ["--tls-cert-file", "s.pem", "--tls-private-key-file", "s.pem", "--pods-file", "p.yaml",
+           "--exporter-url", "http://e", "--client-ca-file", "ca.pem"]
+    settings = load_settings(tls, {})
+    assert settings.authorization_mode == "auto"
+    in_cluster = _authorizer(settings, kubernetes)
+    assert isinstance(in_cluster, DelegatedAuthorizer)
+    in_cluster.close()
+    with caplog.at_level("WARNING", "adapter"):
+        assert _authorizer(settings, None) is None
+    assert "authorization is OFF" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING", "adapter"):
+        assert _authorizer(load_settings([*tls, "--authorization-mode", "none"], {}), kubernetes) is None
+    assert "authorization is OFF (--authorization-mode none)" in caplog.text
