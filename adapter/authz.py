@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from adapter.auth import User
-from adapter.listener import RateLimitedLog
+from adapter.errorlog import RateLimitedLog
 
 log = logging.getLogger(__name__)
 

@@ -25,9 +25,7 @@ import json
 import logging
 import math
 import ssl
-import time
 from asyncio import sslproto
-from collections.abc import Callable
 from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any
@@ -37,6 +35,7 @@ from aiohttp.web_protocol import RequestHandler
 from aiohttp.web_request import BaseRequest
 
 from adapter import wire
+from adapter.errorlog import RateLimitedLog
 
 log = logging.getLogger(__name__)
 
@@ -47,33 +46,6 @@ class ConnectionLimits:
     header_timeout: float = 10.0
     keepalive_timeout: float = 60.0
     max_header_bytes: int = 64 * 1024
-
-
-class RateLimitedLog:
-    """At most ``burst`` lines per ``interval`` seconds; the rest are counted and reported as one line."""
-
-    def __init__(self, logger: logging.Logger, *, burst: int = 10, interval: float = 60.0,
-                 monotonic: Callable[[], float] = time.monotonic) -> None:
-        self._logger = logger
-        self._burst = burst
-        self._interval = interval
-        self._monotonic = monotonic
-        self._window = -interval
-        self._sent = 0
-        self.suppressed = 0
-
-    def warning(self, fmt: str, *args: object, exc_info: BaseException | None = None) -> None:
-        now = self._monotonic()
-        if now - self._window >= self._interval:
-            if self.suppressed:
-                self._logger.warning("%d similar messages suppressed in the last %.0f s", self.suppressed,
-                                     self._interval)
-            self._window, self._sent, self.suppressed = now, 0, 0
-        if self._sent < self._burst:
-            self._sent += 1
-            self._logger.warning(fmt, *args, exc_info=exc_info)
-        else:
-            self.suppressed += 1
 
 
 def status_bytes(code: int, reason: str, message: str) -> bytes:
@@ -300,16 +272,3 @@ class _Handler(RequestHandler):
                                 headers={"Connection": "close"})
         response.force_close()
         return response
-
-
-def exception_handler(problems: RateLimitedLog) -> Callable[[asyncio.AbstractEventLoop, dict[str, Any]], None]:
-    """A loop exception handler that logs one line per problem, rate-limited (no traceback storms,
-    for example past the file-descriptor limit, where the loop reports every failed accept)."""
-
-    def handle(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
-        exc = context.get("exception")
-        what = f"{type(exc).__name__}: {exc}" if exc is not None else ""
-        trace = exc if exc is not None and not isinstance(exc, OSError) else None  # a bug keeps its traceback
-        problems.warning("event loop: %s %s", context.get("message", "error"), what, exc_info=trace)
-
-    return handle

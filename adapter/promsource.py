@@ -17,7 +17,7 @@ from typing import Any
 
 import aiohttp
 
-from adapter.listener import RateLimitedLog
+from adapter.errorlog import RateLimitedLog
 from adapter.promquery import FIELD, query_for, unhonored_jobs_query
 from adapter.provider import (
     DEFAULT_QUANTILE,

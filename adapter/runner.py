@@ -24,9 +24,10 @@ from adapter.auth import AuthConfigError, Authenticator, ClusterAuth, RequestHea
 from adapter.authz import DelegatedAuthorizer
 from adapter.direct import DirectProvider, DirectSettings
 from adapter.endpoints import EndpointSource, StaticEndpoints
+from adapter.errorlog import RateLimitedLog, exception_handler
 from adapter.inventory import PodInventory, load_pod_file
 from adapter.kube import KubeExporterEndpoints, KubePodInventory
-from adapter.listener import ConnectionLimits, Listener, RateLimitedLog, exception_handler
+from adapter.listener import ConnectionLimits, Listener
 from adapter.promsource import PrometheusProvider, PrometheusSettings
 from adapter.provider import MetricsProvider
 from adapter.scaler.setup import serve_keda

@@ -15,7 +15,8 @@ from pathlib import Path
 import psutil
 import pytest
 
-from adapter.listener import RateLimitedLog, status_bytes
+from adapter.errorlog import RateLimitedLog
+from adapter.listener import status_bytes
 from tests.adapter.helpers import AdapterProcess, adapter_process
 
 MiB = 2**20
