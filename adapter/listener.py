@@ -6,7 +6,8 @@ hold is bounded here, as k8s.io/apiserver bounds it (ReadHeaderTimeout, IdleTime
 MaxHeaderBytes):
 
 - at most ``max_connections`` open at once, counted from the TCP accept (TLS
-  handshakes included); one more is closed at once;
+  handshakes included); one more displaces the connection idle longest, or is
+  closed at once when every connection has a request in progress;
 - the TLS handshake and the first request's header must be complete within
   ``header_timeout`` of the accept, else 408; a kept-alive connection must start its
   next request within ``keepalive_timeout`` of the last answer (aiohttp's idle close);
@@ -67,6 +68,8 @@ class Listener:
         self.problems = problems or RateLimitedLog(log)
         self.open = 0
         self.refused = 0
+        self.evicted = 0
+        self._slots: dict[_Slot, None] = {}  # open connections, oldest first
         self._server: asyncio.Server | None = None
         self._closed_since_trim = 0
         self._trim: asyncio.TimerHandle | None = None
@@ -81,8 +84,9 @@ class Listener:
             await self._server.wait_closed()
             self._server = None
 
-    def _closed(self) -> None:
+    def _closed(self, slot: _Slot) -> None:
         self.open -= 1
+        self._slots.pop(slot, None)
         self._closed_since_trim += 1
         if self._closed_since_trim >= _TRIM_AFTER and self._trim is None:
             self._trim = asyncio.get_running_loop().call_later(1.0, self._give_back_memory)
@@ -93,13 +97,26 @@ class Listener:
         malloc_trim()
 
     def _admit(self, transport: asyncio.Transport) -> _Slot | None:
+        """A slot for a new connection. At the cap it displaces the connection idle longest (no request
+        in progress: still handshaking, still sending its header, or kept alive), so strangers holding
+        connections cannot lock the aggregator out; when every connection is busy it is refused."""
         if self.open >= self.limits.max_connections:
-            self.refused += 1
-            self.problems.warning("connection from %s refused: %d connections open (--max-connections)",
-                                  _peer(transport), self.open)
-            return None
+            idle = [slot for slot in self._slots if slot.idle]
+            if not idle:
+                self.refused += 1
+                self.problems.warning("connection from %s refused: %d connections open, all busy "
+                                      "(--max-connections)", _peer(transport), self.open)
+                return None
+            victim = min(idle, key=lambda slot: slot.active)
+            self.evicted += 1
+            self.problems.warning("closing the idle connection from %s to admit one from %s: %d connections "
+                                  "open (--max-connections)", _peer(victim.raw), _peer(transport), self.open)
+            victim.raw.abort()
+            victim.release()
         self.open += 1
-        return _Slot(self, transport)
+        slot = _Slot(self, transport)
+        self._slots[slot] = None
+        return slot
 
     def _handler(self, slot: _Slot) -> _Handler:
         server = self._runner.server
@@ -139,7 +156,13 @@ class _Slot:
         self.connected = False
         self._released = False
         loop = asyncio.get_running_loop()
+        self.active = loop.time()  # when its last request header completed (or it was accepted)
         self._deadline: asyncio.TimerHandle | None = loop.call_later(listener.limits.header_timeout, self._expire)
+
+    @property
+    def idle(self) -> bool:
+        """No request in progress: handshaking, reading a header, or waiting on keep-alive."""
+        return self.handler is None or not self.connected or self.handler.waiting
 
     def header_done(self) -> None:
         if self._deadline is not None:
@@ -150,7 +173,7 @@ class _Slot:
         if not self._released:
             self._released = True
             self.header_done()
-            self.listener._closed()
+            self.listener._closed(self)
 
     def handshake_done(self, waiter: asyncio.Future[None]) -> None:
         if not waiter.cancelled():
@@ -233,6 +256,7 @@ class _Handler(RequestHandler):
         if self._request_count != parsed:
             self._header_bytes = 0
             self._slot.header_done()
+            self._slot.active = asyncio.get_running_loop().time()
         elif self._current_request is None and not self._messages:  # still reading a request header
             self._header_bytes += len(data)
             if self._header_bytes > self._slot.listener.limits.max_header_bytes:
@@ -240,6 +264,11 @@ class _Handler(RequestHandler):
                 self._slot.listener.problems.warning("refused a request from %s: header over %d bytes",
                                                      _peer(self.transport), limit)
                 self.refuse(431, "BadRequest", f"request header larger than {limit} bytes")
+
+    @property
+    def waiting(self) -> bool:
+        """Waiting for a request (aiohttp's own idle state, the one its keep-alive timer closes)."""
+        return self._current_request is None and not self._messages
 
     def refuse(self, code: int, reason: str, message: str) -> None:
         """Answer with a Status outside any request (the header never completed), then close.

@@ -8,36 +8,23 @@ import contextlib
 import json
 import logging
 import ssl
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import psutil
 import pytest
+from aiohttp import web
 
 from adapter.errorlog import RateLimitedLog
-from adapter.listener import status_bytes
+from adapter.listener import ConnectionLimits, Listener, status_bytes
 from tests.adapter.helpers import AdapterProcess, adapter_process
-
-MiB = 2**20
+from tests.adapter.load import MiB, rss, settled_rss
+from tests.conftest import free_port
 
 
 @pytest.fixture
 def adapter(tmp_path: Path) -> Iterator[AdapterProcess]:
     with adapter_process(tmp_path, "--request-header-timeout", "2", "--max-connections", "1500") as served:
         yield served
-
-
-def rss(served: AdapterProcess) -> float:
-    return float(psutil.Process(served.proc.pid).memory_info().rss)
-
-
-async def settled_rss(served: AdapterProcess, ceiling: float, timeout: float = 20.0) -> float:
-    """RSS once it is at or under ``ceiling`` (memory is handed back shortly after clients leave)."""
-    deadline = time.monotonic() + timeout
-    while (now := rss(served)) > ceiling and time.monotonic() < deadline:
-        await asyncio.sleep(0.25)
-    return now
 
 
 async def warm(served: AdapterProcess, n: int = 20) -> None:
@@ -151,22 +138,22 @@ async def test_malformed_requests_are_logged_rate_limited(adapter: AdapterProces
     assert len(new) < 4000
 
 
-async def test_connection_cap_closes_the_one_over(tmp_path: Path) -> None:
+async def test_at_the_connection_cap_a_new_client_displaces_the_longest_idle(tmp_path: Path) -> None:
+    """No cap let strangers exhaust memory; a cap that refused newcomers would let them lock the aggregator
+    out instead. Full of idle connections, the adapter closes the oldest idle one and serves the newcomer."""
     with adapter_process(tmp_path, "--max-connections", "5") as served:
         context = served.context()
         held = [await asyncio.open_connection("127.0.0.1", served.port, ssl=context) for _ in range(5)]
-        with pytest.raises((ConnectionError, ssl.SSLError, asyncio.IncompleteReadError)):
-            reader, writer = await asyncio.open_connection("127.0.0.1", served.port, ssl=context)
-            writer.write(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
-            await asyncio.wait_for(reader.readexactly(1), 30)
-        held.pop()[1].close()
-        await asyncio.sleep(0.5)
+        await asyncio.sleep(0.3)
         reader, writer = await asyncio.open_connection("127.0.0.1", served.port, ssl=context)
         writer.write(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
         assert (await response(reader))[0] == 200
+        oldest_reader, _ = held[0]
+        with contextlib.suppress(ConnectionError, ssl.SSLError):
+            assert await asyncio.wait_for(oldest_reader.read(), 30) == b""  # closed, not held
         for _, w in held:
             w.close()
-        assert "refused: 5 connections open" in served.log_text()
+        assert "closing the idle connection from 127.0.0.1 to admit one" in served.log_text()
 
 
 @pytest.mark.parametrize(("ciphers", "accepted"), [
@@ -206,3 +193,40 @@ def test_status_bytes_is_a_complete_response() -> None:
     assert f"Content-Length: {len(body)}".encode() in head
     assert json.loads(body) == {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
                                 "message": "too big", "reason": "BadRequest", "code": 431}
+
+
+async def test_at_the_cap_with_every_connection_busy_the_newcomer_is_closed() -> None:
+    release = asyncio.Event()
+
+    async def slow(request: web.Request) -> web.Response:
+        await release.wait()
+        return web.Response(text="done")
+
+    app = web.Application()
+    app.router.add_get("/slow", slow)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    listener = Listener(runner, ConnectionLimits(max_connections=2), None)
+    port = free_port()
+    await listener.start("127.0.0.1", port)
+    try:
+        busy = []
+        for _ in range(2):
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(b"GET /slow HTTP/1.1\r\nHost: x\r\n\r\n")
+            busy.append((reader, writer))
+        while listener.open < 2:
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.2)  # both requests in their handlers
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        with contextlib.suppress(ConnectionError):
+            assert await asyncio.wait_for(reader.read(), 30) == b""
+        writer.close()
+        assert (listener.refused, listener.evicted) == (1, 0)
+        release.set()
+        for reader, writer in busy:
+            assert b"done" in await asyncio.wait_for(reader.readuntil(b"done"), 30)
+            writer.close()
+    finally:
+        await listener.close()
+        await runner.cleanup()
