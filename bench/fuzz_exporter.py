@@ -199,7 +199,9 @@ def main(argv: list[str] | None = None) -> None:
     # -runs counts the seeds too; the case count above decides when to stop.
     atheris.Setup([sys.argv[0], str(corpus), f"-runs={args.cases * 2}", f"-max_len={MAX_LEN[args.target]}",
                    f"-seed={args.seed}", "-timeout=30", "-rss_limit_mb=4096", "-print_final_stats=0",
-                   "-close_fd_mask=0"], one)
+                   # Inputs of every length up to -max_len from the start (libFuzzer would grow them
+                   # slowly), so the time-by-size table covers the whole range.
+                   "-len_control=0", "-close_fd_mask=0"], one)
     atheris.Fuzz()
     finish()  # only if libFuzzer stopped before the case count (it ran out of -runs)
     sys.exit(1 if stats.crashes or stats.hangs else 0)
