@@ -130,8 +130,8 @@ async def _serve(settings: AdapterSettings, session: aiohttp.ClientSession, kube
     registry = CollectorRegistry()
     security, ssl_context = _security(settings, kube, tasks)
     service = MetricsService(provider=provider, pods=_inventory(settings, kube, watches))
-    app = build_app(service=service,
-                    security=security, metrics=SelfMetrics(registry=registry, freshness=freshness),
+    self_metrics = SelfMetrics(registry=registry, freshness=freshness)
+    app = build_app(service=service, security=security, metrics=self_metrics,
                     external=settings.enable_external_metrics,
                     not_ready=lambda: _not_ready(provider, settings.source, watches),
                     cache=ResponseCache(ttl=settings.refresh_interval))
@@ -142,6 +142,7 @@ async def _serve(settings: AdapterSettings, session: aiohttp.ClientSession, kube
     listener = Listener(runner, ConnectionLimits(
         settings.max_connections, settings.request_header_timeout, settings.keepalive_timeout,
         settings.max_request_header_bytes), ssl_context, problems=problems)
+    self_metrics.watch_connections(lambda: (listener.open, listener.refused, listener.evicted))
     await listener.start(settings.bind_address, settings.secure_port)
     scheme = "http" if ssl_context is None else "https"
     log.info("serving custom.metrics.k8s.io on %s://%s:%d (source %s)", scheme, settings.bind_address,

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4, generate_latest
 from prometheus_client.registry import Collector
 
@@ -30,6 +30,23 @@ class _Freshness(Collector):
         yield family
 
 
+class _Connections(Collector):
+    def __init__(self, source: Callable[[], tuple[int, int, int]]) -> None:
+        self._source = source
+
+    def collect(self) -> Iterator[Metric]:
+        open_, refused, evicted = self._source()
+        yield GaugeMetricFamily("kvscale_adapter_connections_open",
+                                "Client connections held, counted from the TCP accept.", value=open_)
+        closed = CounterMetricFamily("kvscale_adapter_connections_closed",
+                                     "Connections closed at the --max-connections cap: refused (every connection "
+                                     "busy) or displaced (the one idle longest, to admit a new one).",
+                                     labels=["reason"])
+        closed.add_metric(["refused"], refused)
+        closed.add_metric(["displaced"], evicted)
+        yield closed
+
+
 class SelfMetrics:
     def __init__(self, *, registry: CollectorRegistry, freshness: FreshnessSource | None = None) -> None:
         self._registry = registry
@@ -40,6 +57,10 @@ class SelfMetrics:
                                   buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5))
         if freshness is not None:
             registry.register(_Freshness(freshness))
+
+    def watch_connections(self, source: Callable[[], tuple[int, int, int]]) -> None:
+        """Publish (open, refused, displaced) connection counts, read at scrape time."""
+        self._registry.register(_Connections(source))
 
     def observe(self, route: str, code: int, seconds: float) -> None:
         self._requests.labels(route, str(code)).inc()

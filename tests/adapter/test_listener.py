@@ -151,6 +151,14 @@ async def test_at_the_connection_cap_a_new_client_displaces_the_longest_idle(tmp
         oldest_reader, _ = held[0]
         with contextlib.suppress(ConnectionError, ssl.SSLError):
             assert await asyncio.wait_for(oldest_reader.read(), 30) == b""  # closed, not held
+        reader, writer = await asyncio.open_connection("127.0.0.1", served.port, ssl=context)
+        writer.write(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        _, _, metrics = await response(reader)
+        displaced = next(line for line in metrics.splitlines()
+                         if line.startswith(b'kvscale_adapter_connections_closed_total{reason="displaced"}'))
+        assert float(displaced.split()[1]) >= 1
+        held_now = next(line for line in metrics.splitlines() if line.startswith(b"kvscale_adapter_connections_open "))
+        assert 1 <= float(held_now.split()[1]) <= 5  # never over the cap
         for _, w in held:
             w.close()
         assert "closing the idle connection from 127.0.0.1 to admit one" in served.log_text()
