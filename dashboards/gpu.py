@@ -116,7 +116,7 @@ def _health(t: Policy) -> list[PanelBuilder]:
                                    "uncorrected one means the GPU needs a reset, and maybe replacing."),
         timeseries_panel(
             "Clock throttle reasons active",
-            [Query(f'{CLOCK_EVENT.name}{{{c.GPU}, reason=~"{t.gpu_throttle_reasons}"}} == 1',
+            [Query(f'{CLOCK_EVENT.name}{{{c.GPU}, reason=~"{t.gpu_throttle_reasons}"}}',
                    "{{node}} gpu{{gpu}} {{reason}}")],
             unit="short", max_val=1, span=12, runbooks=[gpu_alerts.GPU_CLOCKS_THROTTLED],
             description=CLOCK_EVENT.help + " Only the reasons that alert are drawn (sw_power_cap holds on any "

@@ -363,8 +363,8 @@ def test_gpu_heat_ecc_and_throttling(gpu_rig: tuple[Rig, Path]) -> None:
     _inject(control, "clocks 3 64")  # GPU 3: hardware thermal slowdown
     rig.fires_for("KvscaleGPUClocksThrottled", gpu="3", reason="hw_thermal_slowdown")
     throttled = value(rig, panel("gpu", "Clock throttle reasons active", policy))
-    assert [(dict(k)["gpu"], dict(k)["reason"], v) for k, v in throttled.items()] == [
-        ("3", "hw_thermal_slowdown", 1.0)]
+    assert [(dict(k)["gpu"], dict(k)["reason"]) for k, v in throttled.items() if v == 1] == [
+        ("3", "hw_thermal_slowdown")]
     time.sleep(3)
     assert rig.firing("KvscaleGPUClocksThrottled")
     _inject(control, "clocks 3 0")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,7 @@ from alerts.render import (
     render_files,
     write_files,
 )
-from exporter.contract.policy import Policy
+from exporter.contract.policy import Policy, from_mapping
 from tests.conftest import FIXTURES
 
 # The CRD schemas, copied from the project's shared schema set.
@@ -112,3 +113,21 @@ def test_build_rejects_duplicate_names(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(render_module, "recording_groups", lambda config: twice)
     with pytest.raises(ValueError, match="duplicate alert names"):
         build_groups(Policy())
+
+
+@pytest.mark.parametrize("label", ["cluster", "k8s_cluster"])
+def test_every_by_and_on_keeps_the_cluster_label(label: str) -> None:
+    groups = build_groups(Policy() if label == "cluster" else from_mapping({"cluster_label": label}))
+    clauses = [c for g in groups for r in g.rules for c in re.findall(r"\b(?:by|on) \(([^)]*)\)", r.expr)]
+    assert len(clauses) > 30
+    assert [c for c in clauses if c and not c.startswith(f"{label}, ") and c != label] == []
+
+
+def test_severities_come_from_the_policy() -> None:
+    changed = from_mapping({"latency_slo_severity": "warning", "model_down_severity": "warning",
+                            "adapter_absent_severity": "info"})
+    severity = {a.alert: a.severity for a in all_alerts(build_groups(changed))}
+    default = {a.alert: a.severity for a in all_alerts(GROUPS)}
+    assert default["KvscaleTTFTOverSLO"] == default["KvscaleModelDown"] == "critical"
+    assert severity["KvscaleTTFTOverSLO"] == severity["KvscaleInterTokenLatencyOverSLO"] == "warning"
+    assert severity["KvscaleModelDown"] == "warning" and severity["KvscaleAdapterAbsent"] == "info"

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
+from alerts.dashboard_links import PANELS
+from alerts.render import all_alerts, build_groups
 from alerts.runbooks import heading_anchors
 from dashboards import build
 from dashboards.build import all_panels
@@ -125,3 +128,32 @@ def test_every_dashboard_is_documented(default_build: dict[str, dict[str, Any]])
     doc = (REPO / "docs" / "dashboards.md").read_text()
     for dash in default_build.values():
         assert dash["title"] in doc
+
+
+def test_every_alerts_dashboard_url_opens_a_panel_that_shows_it(default_build: dict[str, dict[str, Any]]) -> None:
+    by_uid = {dash["uid"]: {p["id"]: p for p in all_panels(dash)} for dash in default_build.values()}
+    alerts = all_alerts(build_groups(Policy()))
+    assert {a.alert for a in alerts} == set(PANELS)
+    for alert in alerts:
+        uid, panel_id = PANELS[alert.alert]
+        assert alert.annotation("dashboard_url") == f"http://localhost:3000/d/{uid}?viewPanel={panel_id}"
+        panel = by_uid[uid][panel_id]
+        links = {link["url"].rsplit("#", 1)[-1] for link in panel.get("links", [])}
+        assert alert.alert.lower() in links, f"{alert.alert}: panel {uid}/{panel_id} ({panel['title']})"
+
+
+def test_dashboard_urls_follow_the_grafana_base() -> None:
+    alerts = all_alerts(build_groups(from_mapping({"grafana_url_base": "https://grafana.example.com/"})))
+    assert {a.annotation("dashboard_url").split("/d/")[0] for a in alerts} == {"https://grafana.example.com"}  # type: ignore[union-attr]
+
+
+def test_the_cluster_label_is_a_policy_field(default_build: dict[str, dict[str, Any]]) -> None:
+    text = build.files(from_mapping({"cluster_label": "k8s_cluster"}))["fleet.json"]
+    assert 'k8s_cluster=~\\"$cluster\\"' in text and "by (k8s_cluster, namespace" in text
+    assert "kvscale_cluster_label" not in text and 'cluster=~' not in text.replace("k8s_cluster=~", "")
+    default = build.files(Policy())["gpu.json"]
+    # Every by () and on () of every panel starts with the cluster label.
+    queries = [t["expr"] for dash in default_build.values() for p in all_panels(dash) for t in p.get("targets", [])]
+    clauses = [c for q in queries for c in re.findall(r"\b(?:by|on) \(([^)]*)\)", q)]
+    assert clauses and [c for c in clauses if c and not c.startswith("cluster")] == []
+    assert "kvscale_cluster_label" not in default
