@@ -9,17 +9,19 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter
 
+from dashboards.render_series import heatmap, outside_legend, time_axis
+
 # Grafana's named colors as hex, so threshold lines look as they do in Grafana.
 COLORS = {"green": "#56A64B", "orange": "#FF9830", "red": "#E02F44", "text": "#464C54", "grid": "#E4E7EB"}
 GRID_COLUMNS = 24
 UNIT_INCHES = 0.42  # height of one grid unit; Grafana's is 30 px + margin
+LEGEND_INCHES = 0.75  # the legend strip under a graph: three rows at legend size
 
 
 @dataclass(frozen=True)
@@ -89,7 +91,7 @@ def _message(ax: Axes, text: str, color: str = COLORS["text"]) -> None:
     ax.text(0.5, 0.5, text, ha="center", va="center", fontsize=9, color=color, wrap=True, transform=ax.transAxes)
 
 
-def _timeseries(ax: Axes, data: PanelData) -> None:
+def _timeseries(ax: Axes, data: PanelData, legend: Axes, width_inches: float) -> None:
     unit = _unit(data.panel)
     for trace in data.traces:
         # A series with only a sample or two (a fresh Prometheus) is drawn as dots, not lost.
@@ -99,7 +101,7 @@ def _timeseries(ax: Axes, data: PanelData) -> None:
     if times and max(times) - min(times) < 60:
         # Matplotlib would stretch a near-empty time range over days; show the last minute.
         ax.set_xlim(max(times) - 60, max(times) + 2)
-    ax.xaxis.set_major_formatter(FuncFormatter(lambda t, _pos: datetime.fromtimestamp(t, UTC).strftime("%H:%M:%S")))
+    time_axis(ax, times)
     mode = data.panel.get("fieldConfig", {}).get("defaults", {}).get("custom", {}).get("thresholdsStyle", {})
     if mode.get("mode", "off") != "off":
         for value, color in threshold_steps(data.panel):
@@ -113,8 +115,9 @@ def _timeseries(ax: Axes, data: PanelData) -> None:
     ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _pos: format_value(v, unit)))
     ax.tick_params(labelsize=7)
     ax.grid(color=COLORS["grid"], linewidth=0.6)
+    legend.set_axis_off()
     if data.traces:
-        ax.legend(fontsize=6, loc="upper left", ncols=2, frameon=False)
+        outside_legend(ax, legend, data.traces, width_inches)
     else:
         _message(ax, "no data")
 
@@ -125,6 +128,9 @@ def _stat(ax: Axes, data: PanelData) -> None:
     if not data.traces or not data.traces[0].values:
         _message(ax, "no data")
         return
+    if len(data.traces) > 1:
+        _tiles(ax, data)
+        return
     last = data.traces[0].values[-1]
     ax.text(0.5, 0.45, format_value(last, _unit(data.panel)), ha="center", va="center", fontsize=20,
             fontweight="bold", color=stat_color(last, data.panel), transform=ax.transAxes)
@@ -133,6 +139,25 @@ def _stat(ax: Axes, data: PanelData) -> None:
         spark.fill_between(range(len(data.traces[0].values)), data.traces[0].values, alpha=0.2,
                            color=stat_color(last, data.panel))
         spark.set_axis_off()
+
+
+def _tiles(ax: Axes, data: PanelData) -> None:
+    """One named value per series, as Grafana's stat shows several (which HPA is broken, say)."""
+    shown = [t for t in data.traces if t.values][:8]
+    for i, trace in enumerate(shown):
+        last = trace.values[-1]
+        y = 1 - (i + 0.5) / len(shown)
+        ax.text(0.02, y, trace.name, ha="left", va="center", fontsize=8, color=COLORS["text"], transform=ax.transAxes)
+        ax.text(0.98, y, format_value(last, _unit(data.panel)), ha="right", va="center", fontsize=11,
+                fontweight="bold", color=stat_color(last, data.panel), transform=ax.transAxes)
+
+
+def _heatmap(ax: Axes, data: PanelData) -> None:
+    if not data.traces:
+        _message(ax, "no data")
+        return
+    heatmap(ax, data.traces)
+    ax.tick_params(labelsize=7)
 
 
 def _table(ax: Axes, data: PanelData) -> None:
@@ -163,9 +188,12 @@ def draw(title: str, panels: Sequence[PanelData], *, width_inches: float = 18.0)
                      color=COLORS["text"], va="center")
             continue
         box_height = pos["h"] * UNIT_INCHES / height
-        # Leave room left of the plot for y tick labels and below it for the time axis.
-        ax = fig.add_axes((left + 0.04, top - box_height + 0.5 / height,
-                           pos["w"] / GRID_COLUMNS - 0.05, box_height - 0.8 / height))
+        width = pos["w"] / GRID_COLUMNS - 0.05
+        # Leave room left of the plot for y tick labels and below it for the time axis; a graph's legend gets
+        # a strip of its own under that, outside the plot.
+        strip = LEGEND_INCHES / height if data.panel["type"] == "timeseries" and data.error is None else 0.0
+        ax = fig.add_axes((left + 0.04, top - box_height + 0.5 / height + strip, width,
+                           box_height - 0.8 / height - strip))
         ax.set_title(data.panel["title"], fontsize=9, loc="left", color=COLORS["text"])
         if data.error is not None:
             ax.set_axis_off()
@@ -174,6 +202,9 @@ def draw(title: str, panels: Sequence[PanelData], *, width_inches: float = 18.0)
             _stat(ax, data)
         elif data.panel["type"] == "table":
             _table(ax, data)
+        elif data.panel["type"] == "heatmap":
+            _heatmap(ax, data)
         else:
-            _timeseries(ax, data)
+            legend = fig.add_axes((left + 0.01, top - box_height + 0.05 / height, width + 0.03, strip - 0.3 / height))
+            _timeseries(ax, data, legend, width * width_inches)
     return fig
