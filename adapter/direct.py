@@ -84,6 +84,11 @@ def _merge(views: Iterable[Mapping[tuple[str, str], PodSnapshot]]) -> dict[tuple
     return index
 
 
+def _wake(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
+
+
 @dataclass(frozen=True)
 class DirectSettings:
     refresh_interval: float = 2.0
@@ -109,7 +114,9 @@ class DirectProvider:
         self._outage: str | None = "not refreshed yet"
         self._metrics = {m.name: m for m in served_metrics(settings.window_seconds)}
         self.generation = 0  # bumped on every view change: answers computed from one view may be reused
-        self._changed = asyncio.Event()
+        # Refresh waiters as (their loop, future): the refresh may run on a thread and loop of its own.
+        self._waiters: set[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = set()
+        self._waiters_lock = threading.Lock()
 
     def list_metrics(self) -> Sequence[MetricInfo]:
         return tuple(self._metrics.values())
@@ -197,12 +204,23 @@ class DirectProvider:
 
     def _bump(self) -> None:
         self.generation += 1
-        changed, self._changed = self._changed, asyncio.Event()
-        changed.set()
+        with self._waiters_lock:
+            waiters, self._waiters = self._waiters, set()
+        for loop, future in waiters:
+            if not loop.is_closed():
+                loop.call_soon_threadsafe(_wake, future)
 
     async def wait_changed(self) -> None:
-        """Return after the next refresh: push consumers (KEDA's StreamIsActive) react to a new view at once."""
-        await self._changed.wait()
+        """Return after the next refresh: push consumers (KEDA's StreamIsActive) react to a new view at once,
+        from whichever loop they wait on."""
+        waiter = (asyncio.get_running_loop(), asyncio.get_running_loop().create_future())
+        with self._waiters_lock:
+            self._waiters.add(waiter)
+        try:
+            await waiter[1]
+        finally:
+            with self._waiters_lock:
+                self._waiters.discard(waiter)
 
     async def _fetch(self, url: str) -> dict[tuple[str, str], PodSnapshot] | None:
         timeout = aiohttp.ClientTimeout(total=self._settings.timeout)

@@ -6,6 +6,7 @@ activation source, and a rotated serving certificate is picked up."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -312,3 +313,23 @@ async def test_activation_from_a_promql_query_on_the_real_prometheus(served: Ser
             await asyncio.sleep(0.2)
         with pytest.raises(NoDataError):  # a query with no series is unknown demand
             await sources.demand(Activation("prometheus", query='sum(llm_d_epp_flow_control_queue_size{x="y"})'))
+
+
+async def test_the_stream_is_woken_by_a_refresh_on_the_providers_own_thread(served: Served) -> None:
+    """The runner refreshes the direct view on a thread and loop of its own: streams still wake on it."""
+    h = served.harness
+    asyncio.get_running_loop().set_debug(True)  # asyncio then refuses a wake-up from another thread's loop
+    refresher = asyncio.create_task(h.provider.run_in_thread())
+    client = served.client({**WAITING, "activationTarget": "20000"})
+    stream = client.stream()
+    try:
+        assert await _next(stream) is False
+        h.exporter.body = EXPOSITION.replace(b'pod="vllm-7d9c6-fghij",model_name="llama-3-8b"} 12000',
+                                             b'pod="vllm-7d9c6-fghij",model_name="llama-3-8b"} 30000')
+        assert await _next(stream) is True
+    finally:
+        await stream.aclose()
+        await client.close()
+        refresher.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await refresher
