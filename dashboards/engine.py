@@ -31,6 +31,7 @@ PROMPT = c.metric("kvscale_vllm_prompt_tokens_per_second")
 GENERATION = c.metric("kvscale_vllm_generation_tokens_per_second")
 PREEMPTIONS = c.metric("kvscale_vllm_preemptions_per_second")
 REJECTIONS = c.metric("kvscale_vllm_admission_rejections_per_second")
+LATENCY_SOURCE = c.metric("kvscale_vllm_latency_source_info")
 SCRAPE = c.metric("kvscale_exporter_target_scrape_duration_seconds")
 COLLECTOR_OK = c.metric("kvscale_exporter_collector_success")
 COLLECTOR_TIME = c.metric("kvscale_exporter_collector_duration_seconds")
@@ -181,10 +182,19 @@ def _requests(t: Policy) -> list[PanelBuilder]:
     ]
 
 
+def _sources(t: Policy) -> list[PanelBuilder]:
+    """Last, so that the panel ids alerts link to (alerts/dashboard_links.py) do not move."""
+    return [timeseries_panel(
+        "Latency quantile source: plugin (exact) or histogram (interpolated)",
+        [Query(f"{LATENCY_SOURCE.name}{{{c.VLLM}}}", "{{pod}} {{latency}}: {{source}}")],
+        unit="none", span=24, height=5, description=LATENCY_SOURCE.help)]
+
+
 def build(thresholds: Policy) -> db.Dashboard:
     dash = c.new_dashboard(UID, "kvscale / vLLM engine",
                            "One vLLM pod in detail: batch, KV cache, latency quantiles, waste, and its exporter.")
     sections = (("Health", _health), ("Batch and queue", _batch), ("KV cache", _kv), ("Latency", _latency),
-                ("Requests (from vLLM's own series)", _requests), ("Throughput and waste", _throughput))
+                ("Requests (from vLLM's own series)", _requests), ("Throughput and waste", _throughput),
+                ("Sources", _sources))
     dash = layout(dash, [(title, panels(thresholds)) for title, panels in sections])
     return dash

@@ -170,11 +170,19 @@ FAMILIES: tuple[Family, ...] = (
           source=("running", "kv_usage", CACHE_CONFIG)),
     _vllm("kvscale_vllm_ttft_seconds", "seconds",
           "Time to first token over the sliding window, from vLLM's histogram, interpolated as "
-          "PromQL histogram_quantile. Absent when no request finished prefill in the window.",
+          "PromQL histogram_quantile; exact when kvscale's stat-logger plugin runs in vLLM (each latency family: "
+          "see kvscale_vllm_latency_source_info). Absent when no request finished prefill in the window.",
           aggregation="max", windowed=True, source=("ttft",), extra=_Q),
     _vllm("kvscale_vllm_inter_token_latency_seconds", "seconds",
           "Gap between output events of a request over the sliding window (quantile).",
           aggregation="max", windowed=True, source=("itl",), extra=_Q),
+    Family("kvscale_vllm_latency_source_info", "info", "",
+           "Always 1: where the pod's latency quantiles come from, per latency (ttft, itl, e2e, queue): "
+           "source=\"plugin\" when kvscale's stat-logger plugin runs in vLLM (exact quantiles of the raw values "
+           "over its own window, kvscale_engine_* on vLLM's /metrics), \"histogram\" otherwise (vLLM's buckets "
+           "interpolated as PromQL does, so the bucket layout bounds the error).",
+           (*VLLM_LABELS, "latency", "source"), "vllm", aggregation=None, windowed=False, autoscaling=False,
+           source=("ttft", "itl", "e2e", "queue")),
     _vllm("kvscale_vllm_e2e_latency_seconds", "seconds",
           "End-to-end request latency over the sliding window (quantile).",
           aggregation="max", windowed=True, source=("e2e",), extra=_Q),

@@ -71,6 +71,32 @@ _NOTES = """## How the derived values are computed
   blocks that fits `num_gpu_blocks`. `kv_cache_size_tokens` ≠ N·B alone is no sign of one: vLLM
   reports the first ready engine's tokens beside the blocks summed over engines, and L need
   not be a multiple of B (rule and invariants: `exporter/vllm/kv_geometry.py`).
+- **Why fragmentation is not measured exactly** (checked against vLLM 0.33.0; issue 15). The exact
+  value is, per engine step, the sum over requests holding KV of allocated blocks × B −
+  `num_computed_tokens`; computing it is cheap (O(running requests × KV cache groups) per step),
+  but its inputs and the way out are the obstacle. `vllm.general_plugins` do load in the EngineCore
+  process (`vllm/v1/engine/core.py`, `EngineCore.__init__` calls `load_general_plugins()`), yet
+  `register()` gets no handle on the scheduler: reading `SingleTypeKVCacheManager.req_to_blocks`
+  (`vllm/v1/core/single_type_kv_cache_manager.py`) and `Request.num_computed_tokens` each step
+  means wrapping a private method such as `Scheduler.make_stats` (`vllm/v1/core/sched/scheduler.py`),
+  whose signature changed across 0.12–0.33. The only path from EngineCore to the frontend's
+  stat loggers and /metrics is `EngineCoreOutputs.scheduler_stats` (`vllm/v1/engine/__init__.py`),
+  a `SchedulerStats` dataclass with fixed fields (`vllm/v1/metrics/stats.py`) serialized by msgspec:
+  a new figure needs a patched class on both sides; its one free-form dict, `kv_connector_stats`,
+  is filled only by a configured KV connector. Upstream closed the attempts to carry such data
+  (token-level KV metrics, vllm PRs #29836 and #30289; `extras` on `FinishedRequestStats`, #34161).
+  A side channel (a file, shared memory, a port per EngineCore) would miss engines on other nodes
+  under data parallelism. So kvscale keeps the estimate: it tells the expected tail waste of running
+  requests' last blocks, and cannot see waste from preemption and recomputation, aborted requests,
+  blocks allocated ahead for speculative tokens or chunks, nor prefix-shared blocks (counted once).
+  An upstream `SchedulerStats` field is the clean fix.
+- **Latency quantiles from the stat-logger plugin.** Where `kvscale[vllm]` runs inside vLLM, the
+  four latency families take its exact quantiles (`kvscale_engine_*` on vLLM's /metrics: numpy's
+  linear interpolation over the raw values of the plugin's own window, default 60 s) instead of
+  interpolating vLLM's buckets, and `kvscale_vllm_latency_source_info` says which source each
+  latency uses. A quantile the plugin does not serve still comes from the histogram; an empty
+  plugin window means no quantile (not the histogram's). The plugin's series are absent with
+  `--api-server-count > 1` (vLLM then serves a multiprocess registry), and the exporter falls back.
 - **Saturation** is how full a pod is against policy, 1.0 = at target:
   `max(kv_usage / kv_target, waiting / queue_target, ttft_p95 / ttft_p95_slo_seconds)` over the
   terms available.

@@ -9,6 +9,10 @@ A counter that vLLM splits by another label (admission rejections by ``reason``)
 as one value per series, never summed here: the counter-reset rule holds per series, and
 a restart where one reason's count falls while the sum rises would be invisible in a sum.
 The four histograms read carry no label besides ``model_name``, ``engine`` and ``le``.
+
+Where kvscale's stat-logger plugin runs inside vLLM (``exporter.vllm_plugin``), the same body
+carries its exact windowed quantiles (``kvscale_engine_*``, names in the vLLM name table); they
+are read per model, for models that also have vLLM series, and the derivations prefer them.
 """
 
 from __future__ import annotations
@@ -17,14 +21,21 @@ import math
 from dataclasses import dataclass, field
 
 from exporter.contract.exposition import Exposition, Labels, SampleList, selection
-from exporter.contract.vllm_names import COUNTERS, GAUGES, HISTOGRAMS, PREFIXES
+from exporter.contract.vllm_names import (
+    COUNTERS,
+    ENGINE_OBSERVATIONS,
+    ENGINE_QUANTILES,
+    GAUGES,
+    HISTOGRAMS,
+    PREFIXES,
+)
 
 
 def _sample_names() -> list[str]:
     names = [n for group in (GAUGES, COUNTERS) for ns in group.values() for n in ns]
     names += [n + "_bucket" for ns in HISTOGRAMS.values() for n in ns]
     names.append("cache_config_info")
-    return [prefix + n for prefix in PREFIXES for n in names]
+    return [prefix + n for prefix in PREFIXES for n in names] + [ENGINE_OBSERVATIONS, *ENGINE_QUANTILES.values()]
 
 
 SELECTION = selection(_sample_names())
@@ -73,6 +84,19 @@ class EngineReading:
     histograms: dict[str, Histogram] = field(default_factory=dict)
 
 
+MAX_PLUGIN_QUANTILES = 16
+"""Quantiles kept per latency from the plugin's series (it serves four): a target cannot grow the reading."""
+
+
+@dataclass
+class PluginReading:
+    """What kvscale's stat-logger plugin serves for one model: latency short name -> {quantile: value}.
+
+    A latency is present once the plugin reports its window (even empty: then no quantile)."""
+
+    latencies: dict[str, dict[float, float]] = field(default_factory=dict)
+
+
 @dataclass
 class PodReading:
     """Everything kvscale uses from one target's exposition."""
@@ -80,6 +104,8 @@ class PodReading:
     engines: dict[EngineKey, EngineReading] = field(default_factory=dict)
     cache: dict[str, CacheConfig] = field(default_factory=dict)
     """By engine label ("" when absent)."""
+    plugin: dict[str, PluginReading] = field(default_factory=dict)
+    """By model: kvscale's stat-logger plugin's series, when vLLM runs it."""
 
     def models(self) -> list[str]:
         return sorted({model for model, _ in self.engines})
@@ -103,6 +129,7 @@ def read(exposition: Exposition) -> PodReading:
     for short, names in HISTOGRAMS.items():
         _read_histogram(reading, exposition, short, names)
     _read_cache_config(reading, exposition)
+    _read_plugin(reading, exposition)
     return reading
 
 
@@ -188,3 +215,24 @@ def _read_cache_config(reading: PodReading, exp: Exposition) -> None:
                 kv_cache_size_tokens=_int_label(labels, "kv_cache_size_tokens"),
                 kv_cache_max_concurrency=_float_label(labels, "kv_cache_max_concurrency"),
             )
+
+
+def _read_plugin(reading: PodReading, exp: Exposition) -> None:
+    models = {model for model, _ in reading.engines}
+    for labels, count in exp.samples.get(ENGINE_OBSERVATIONS, []):
+        model, short = labels.get("model_name", ""), labels.get("latency", "")
+        if model in models and short in ENGINE_QUANTILES:
+            _finite(count, ENGINE_OBSERVATIONS)
+            reading.plugin.setdefault(model, PluginReading()).latencies[short] = {}
+    for short, name in ENGINE_QUANTILES.items():
+        for labels, value in exp.samples.get(name, []):
+            plugin = reading.plugin.get(labels.get("model_name", ""))
+            if plugin is None or short not in plugin.latencies:
+                continue
+            try:
+                q = float(labels.get("quantile", ""))
+            except ValueError:
+                raise ReadingError(f"{name}: bad quantile {labels.get('quantile')!r}") from None
+            _finite(value, name)
+            if 0 <= q <= 1 and len(plugin.latencies[short]) < MAX_PLUGIN_QUANTILES:
+                plugin.latencies[short][q] = value

@@ -13,7 +13,7 @@ from exporter.collector import Series
 from exporter.contract.policy import Policy
 from exporter.vllm import derive
 from exporter.vllm.targets import Target
-from exporter.vllm.window import History, counter_increase, counter_rate, window_quantiles
+from exporter.vllm.window import History, Observation, counter_increase, counter_rate, window_quantiles
 
 LATENCY_FAMILIES = {
     "ttft": "kvscale_vllm_ttft_seconds",
@@ -76,9 +76,13 @@ def _model_series(labels: dict[str, str], model: str, history: History, policy: 
     if span[-1].at - span[0].at < policy.min_span_seconds:
         span = span[-1:]  # too short to stand for the window: every windowed family is absent
     ttft_p95: float | None = None
+    plugin = latest.reading.plugin.get(model)
     for short, family in LATENCY_FAMILIES.items():
         wanted = (*policy.quantiles, 0.95) if short == "ttft" and 0.95 not in policy.quantiles else policy.quantiles
-        for q, value in window_quantiles(span, model, short, wanted).items():
+        exact = plugin.latencies.get(short) if plugin else None
+        emit("kvscale_vllm_latency_source_info", 1.0, latency=short,
+             source="histogram" if exact is None else "plugin")
+        for q, value in _quantiles(span, model, short, wanted, exact).items():
             if q in policy.quantiles:
                 emit(family, value, quantile=_format_quantile(q))
             if short == "ttft" and q == 0.95:
@@ -100,6 +104,19 @@ def _model_series(labels: dict[str, str], model: str, history: History, policy: 
         kv_usage=gauges.kv_usage, waiting=gauges.waiting, ttft_p95=ttft_p95,
         kv_target=th.kv_target, queue_target=th.queue_target, ttft_slo=th.ttft_p95_slo_seconds))
     return out
+
+
+def _quantiles(span: list[Observation], model: str, short: str, wanted: tuple[float, ...],
+               exact: dict[float, float] | None) -> dict[float, float]:
+    """The plugin's exact values where it serves this latency (none when its window is empty), each
+    quantile it does not serve from the histogram; the histogram alone without the plugin."""
+    if exact is None:
+        return window_quantiles(span, model, short, wanted)
+    if not exact:
+        return {}
+    missing = [q for q in wanted if q not in exact]
+    interpolated = window_quantiles(span, model, short, missing) if missing else {}
+    return {q: exact[q] if q in exact else interpolated[q] for q in wanted if q in exact or q in interpolated}
 
 
 def _format_quantile(q: float) -> str:

@@ -142,11 +142,38 @@ def windowed(scenario: Scenario, step: int, quantiles: Sequence[float], price: f
     return out
 
 
+LATENCY_FAMILIES = {"ttft": "kvscale_vllm_ttft_seconds", "itl": "kvscale_vllm_inter_token_latency_seconds",
+                    "e2e": "kvscale_vllm_e2e_latency_seconds", "queue": "kvscale_vllm_queue_time_seconds"}
+
+
+def raw(scenario: Scenario, short: str, upto: int) -> list[float]:
+    """Every value of one latency recorded in steps 0..upto, all engines."""
+    return [v for s in scenario.steps[: upto + 1] for r in s.records if r.iteration
+            for v in _values(r.iteration, short)]
+
+
+def linear_quantile(values: Sequence[float], q: float) -> float:
+    """numpy's default quantile (method "linear"), written out."""
+    ordered = sorted(values)
+    h = (len(ordered) - 1) * q
+    low = math.floor(h)
+    return ordered[low] + (h - low) * (ordered[min(low + 1, len(ordered) - 1)] - ordered[low])
+
+
+def exact(scenario: Scenario, step: int, quantiles: Sequence[float]) -> dict[tuple[str, str], float]:
+    """The plugin's quantiles after scrape ``step``: all values so far (the renderer runs within its window)."""
+    return {(family, repr(q)): linear_quantile(raw(scenario, short, step), q)
+            for short, family in LATENCY_FAMILIES.items() for q in quantiles}
+
+
 def saturation(scenario: Scenario, step: int, policy: Policy) -> float:
     """max(kv/kv_target, waiting/queue_target, ttft_p95/slo) over the terms known at scrape ``step``."""
     g = gauges(scenario, step)
     terms = [g["kvscale_vllm_kv_cache_usage_ratio"] / policy.kv_target,
              g["kvscale_vllm_requests_waiting"] / policy.queue_target]
+    if scenario.plugins:
+        terms.append(linear_quantile(raw(scenario, "ttft", step), 0.95) / policy.ttft_p95_slo_seconds)
+        return max(terms)
     ttft_p95 = promql_quantile(0.95, bounds(scenario, "ttft"), window_buckets(scenario, "ttft", step))
     if step > 0 and ttft_p95 is not None:
         terms.append(ttft_p95 / policy.ttft_p95_slo_seconds)

@@ -16,7 +16,7 @@ from tests.vllm.scenarios import STEP_SECONDS
 pytestmark = pytest.mark.vllm
 
 # Families the exporter serves without vLLM's input, or from the plugin (tests/vllm/test_plugin.py).
-NOT_FROM_STATS = {"kvscale_vllm_up", "kvscale_vllm_latency_source_info", "kvscale_vllm_kv_cache_usage_peak_ratio"}
+NOT_FROM_STATS = {"kvscale_vllm_up", "kvscale_vllm_latency_source_info"}
 
 
 def values(series: list[Series], pod: str) -> dict[tuple[str, str], float]:
@@ -42,10 +42,13 @@ async def test_every_vllm_family_equals_what_the_chosen_stats_give(rendered: Ren
             series = values(await exporter.run_cycle(), "p")
             want = {(f, ""): v for f, v in expected.gauges(scenario, step).items()}
             want[("kvscale_vllm_up", "")] = 1.0
-            want[("kvscale_vllm_saturation_ratio", "")] = expected.saturation(scenario, step, policy)
             if step > 0:
                 want.update(expected.windowed(scenario, step, quantiles, PRICE,
                                               admission=version_tuple(rendered.version) >= (0, 32)))
+            if scenario.plugins:  # the plugin's exact quantiles of every value recorded so far (its own window)
+                want = {k: v for k, v in want.items() if not k[1]}
+                want.update(expected.exact(scenario, step, quantiles))
+            want[("kvscale_vllm_saturation_ratio", "")] = expected.saturation(scenario, step, policy)
             got = {k: v for k, v in series.items() if k[0] not in NOT_FROM_STATS or k[0] == "kvscale_vllm_up"}
             assert got.keys() == want.keys(), f"step {step}"
             for key, value in want.items():
@@ -94,3 +97,25 @@ def test_the_families_of_0_32_carry_the_chosen_counts(rendered: Rendered) -> Non
         assert by_source[(str(engine), "device")] == sum(x.prefix_hits for x in scheds)
         for tier in ("host", "disk", "p2p", "external_unspecified"):
             assert by_source[(str(engine), tier)] == sum(x.hits_by_source.get(tier, 0) for x in scheds)
+
+
+async def test_the_exporter_switches_source_as_the_plugins_series_appear_and_disappear(rendered: Rendered) -> None:
+    """A pod restarted with the plugin, then without: exact quantiles while it serves them, histograms around."""
+    without, with_plugin = rendered.renders["single-engine"], rendered.renders["dp2-unequal"]
+    bodies = [without[0].body, without[1].body, with_plugin[-1].body, without[2].body]
+    body, clock = Body(bodies[0]), ManualClock()
+    sources = []
+    async with exporter_over({"p": body}, clock) as exporter:
+        for step, text in enumerate(bodies):
+            body.text, clock.now = text, step * STEP_SECONDS
+            series = await exporter.run_cycle()
+            sources.append({s.labels["latency"]: s.labels["source"] for s in series
+                            if s.family == "kvscale_vllm_latency_source_info"})
+            if step == 2:
+                served = {(s.family, s.labels["quantile"]): s.value for s in series if "quantile" in s.labels}
+    assert [set(by_latency.values()) for by_latency in sources] == [{"histogram"}, {"histogram"}, {"plugin"},
+                                                                    {"histogram"}]
+    assert set(sources[2]) == {"ttft", "itl", "e2e", "queue"}
+    plugin = rendered.scenarios["dp2-unequal"]
+    assert served == pytest.approx(expected.exact(plugin, len(plugin.steps) - 1, tuple(settings().quantiles)),
+                                   rel=1e-12)
