@@ -79,7 +79,8 @@ def _health(p: Policy) -> list[Alert]:
               temperature),
         Alert(GPU_ECC_ERRORS, f"({seen_in(ecc, ecc_window)}) > 0", 0, p.gpu_health_severity,
               "A GPU reported uncorrectable ECC memory errors; its memory is failing.",
-              f"{GPU_TEXT} counted {{{{ $value | printf \"%.0f\" }}}} uncorrectable ECC errors in the last {ecc_window}. "
+              f"{GPU_TEXT} counted {{{{ $value | printf \"%.0f\" }}}} uncorrectable ECC errors in the last "
+              f"{ecc_window}. "
               "The processes on it may have read corrupt memory; the GPU needs a reset and may need replacing.",
               ecc),
         Alert(GPU_CLOCKS_THROTTLED, f"{throttled} == 1", p.gpu_throttle_for_seconds, p.gpu_health_severity,

@@ -98,7 +98,7 @@ def test_alerts_follow_every_rule_key(tmp_path: Path, policy_file: Path) -> None
         ("KvscaleGPULost", "== 0", "2m"),
         ("KvscaleGPUXidErrors", "[30m]", "0s"),
         ("KvscaleExporterAbsent", 'absent(up{job="exp-x"} == 1)', "13m"),
-        ("KvscaleAdapterAbsent", 'unless on (cluster)\ncount by (cluster) (up{job="adp-x"} == 1)', "13m"),
+        ("KvscaleAdapterAbsent", 'unless on (k8s_cluster)\ncount by (k8s_cluster) (up{job="adp-x"} == 1)', "13m"),
         ("KvscaleExporterCollectorFailing", "== 0", "25m"),
         ("KvscaleHPAMaxedOutSaturated", '{job="ksm-x", namespace=~"llm-.*"}', "33m"),
         ("KvscaleHPAMetricsUnavailable", '{job="ksm-x", namespace=~"llm-.*"', "21m"),
