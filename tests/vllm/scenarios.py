@@ -64,6 +64,8 @@ class Step:
     records: list[Record]
     rejections: dict[str, int] = field(default_factory=dict)
     restart: bool = False
+    garbage: int = 0
+    """Calls of kvscale's plugin with objects that are no vLLM stats (it must count them, not raise)."""
 
 
 @dataclass(frozen=True)
@@ -120,7 +122,7 @@ def scenarios(release: str) -> list[Scenario]:
     dp = Scenario("dp2-unequal", [(1, 11800), (0, 12345)], [
         Step([busy(0, 0.5, 0.20, 3), busy(1, 1.5, 0.70, 5)]),
         Step([busy(0, 0.5, 0.25, 4), busy(1, 1.5, 0.80, 8, preempted=3)], rejections),
-        Step([busy(0, 0.6, 0.30, 2), busy(1, 1.6, 0.85, 7)]),
+        Step([busy(0, 0.6, 0.30, 2), busy(1, 1.6, 0.85, 7)], garbage=3),
     ], plugins=True)
     # A frontend restart between the second and third scrape: every counter and bucket starts again.
     restart = Scenario("restart", [(0, 12345)], [

@@ -47,10 +47,12 @@ def test_quantiles_are_numpys_over_every_engines_raw_values(rendered: Rendered) 
         assert all(labels["model_name"] == "tiny-llama" for labels, _ in exp.samples[family])
 
 
-def test_peak_kv_usage_per_engine_and_no_fault(rendered: Rendered) -> None:
+def test_peak_kv_usage_per_engine_and_garbage_counted_not_raised(rendered: Rendered) -> None:
     scenario = rendered.scenarios["dp2-unequal"]
     exp = parse(rendered.renders["dp2-unequal"][-1].body)
     peaks = {labels["engine"]: v for labels, v in exp.samples[ENGINE_KV_PEAK]}
     assert peaks == {str(e): max(r.scheduler.kv_usage for s in scenario.steps for r in s.records
                                  if r.engine == e and r.scheduler) for e, _ in scenario.engines}
-    assert [v for _, v in exp.samples[ENGINE_FAULTS]] == [0]
+    # The last step handed the plugin three objects that are no vLLM stats: counted, vLLM's call returned.
+    faults = [[v for _, v in parse(r.body).samples[ENGINE_FAULTS]] for r in rendered.renders["dp2-unequal"]]
+    assert faults == [[0], [0], [3]]
