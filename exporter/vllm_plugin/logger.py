@@ -53,7 +53,7 @@ class KvscaleStatLogger(AggregateStatLoggerBase):  # type: ignore[misc]  # vLLM 
                                capacity=int(_setting("KVSCALE_ENGINE_WINDOW_CAPACITY", DEFAULT_CAPACITY)))
         self.windows.engines(engine_indexes or [0])
         self._failed: set[str] = set()
-        collector = WindowsCollector(self.windows)
+        self.collector = collector = WindowsCollector(self.windows)
         previous = _REGISTERED.pop("collector", None)
         if previous is not None:
             REGISTRY.unregister(previous)

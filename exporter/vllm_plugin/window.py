@@ -44,12 +44,13 @@ class LatencyWindow:
         if values:
             self._values.extend(values)
             self._total += len(values)
-            self._batches.append((at, self._total))
+            batches = self._batches
+            batches.append((at, self._total))
+            if batches[0][1] <= self._total - len(self._values):
+                batches.popleft()  # its values fell out at the capacity: its stamp is of no use
 
     def add_one(self, at: float, value: float) -> None:
-        self._values.append(value)
-        self._total += 1
-        self._batches.append((at, self._total))
+        self.add(at, (value,))
 
     def current(self, now: float) -> list[float]:
         """The values recorded in ``(now - seconds, now]``, oldest first."""
