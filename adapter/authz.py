@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from adapter.auth import User
-from adapter.errorlog import RateLimitedLog
+from exporter.contract.errorlog import RateLimitedLog
 
 log = logging.getLogger(__name__)
 

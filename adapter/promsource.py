@@ -17,7 +17,6 @@ from typing import Any
 
 import aiohttp
 
-from adapter.errorlog import RateLimitedLog
 from adapter.promquery import FIELD, query_for, unhonored_jobs_query
 from adapter.provider import (
     DEFAULT_QUANTILE,
@@ -30,6 +29,7 @@ from adapter.provider import (
     pick_one,
     served_metrics,
 )
+from exporter.contract.errorlog import RateLimitedLog
 
 log = logging.getLogger(__name__)
 

@@ -24,19 +24,20 @@ from adapter.auth import AuthConfigError, Authenticator, ClusterAuth, RequestHea
 from adapter.authz import DelegatedAuthorizer
 from adapter.direct import DirectProvider, DirectSettings
 from adapter.endpoints import EndpointSource, StaticEndpoints
-from adapter.errorlog import RateLimitedLog, exception_handler
 from adapter.inventory import PodInventory, load_pod_file
 from adapter.kube import KubeExporterEndpoints, KubePodInventory
-from adapter.listener import ConnectionLimits, Listener
 from adapter.promsource import PrometheusProvider, PrometheusSettings
 from adapter.provider import MetricsProvider
 from adapter.scaler.setup import serve_keda
 from adapter.selfmetrics import SelfMetrics
-from adapter.server import ResponseCache, Security, build_app
+from adapter.server import STATUS_ERRORS, ResponseCache, Security, build_app
 from adapter.service import MetricsService
 from adapter.settings import AdapterSettings, SettingsError
 from adapter.tls import TLSFiles, build_context, watch
+from exporter.contract.connection import ConnectionLimits
+from exporter.contract.errorlog import QuietExceptionHandler, RateLimitedLog
 from exporter.contract.kubewatch import KubeWatch
+from exporter.contract.listener import Listener
 
 Watches = list[KubeWatch[Any, Any]]
 
@@ -137,11 +138,11 @@ async def _serve(settings: AdapterSettings, session: aiohttp.ClientSession, kube
                     cache=ResponseCache(ttl=settings.refresh_interval))
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
-    problems = RateLimitedLog(logging.getLogger("adapter.listener"))
-    asyncio.get_running_loop().set_exception_handler(exception_handler(problems))
+    clients = logging.getLogger("adapter.http")
+    asyncio.get_running_loop().set_exception_handler(QuietExceptionHandler(logger=clients))
     listener = Listener(runner, ConnectionLimits(
         settings.max_connections, settings.request_header_timeout, settings.keepalive_timeout,
-        settings.max_request_header_bytes), ssl_context, problems=problems)
+        settings.max_request_header_bytes), ssl_context, errors=STATUS_ERRORS, problems=RateLimitedLog(clients))
     self_metrics.watch_connections(lambda: (listener.open, listener.refused, listener.evicted))
     await listener.start(settings.bind_address, settings.secure_port)
     scheme = "http" if ssl_context is None else "https"

@@ -30,6 +30,7 @@ from adapter.provider import (
 from adapter.selectors import EVERYTHING, Selector, SelectorError, parse_selector
 from adapter.selfmetrics import SelfMetrics
 from adapter.service import BadRequestError, MetricsService, NotFoundError, RequestError, Target
+from exporter.contract.connection import ErrorFormat
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +38,15 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 _UNAUTHENTICATED = frozenset({"/healthz", "/readyz", "/livez"})
 _CUSTOM = f"/apis/{wire.CUSTOM_GROUP}/{{version}}"
 _EXTERNAL = f"/apis/{wire.EXTERNAL_GROUP}/{wire.EXTERNAL_VERSION}"
+
+
+def _status_body(code: int, reason: str, message: str) -> bytes:
+    return json.dumps(wire.status(code, reason, message), separators=(",", ":")).encode()
+
+
+# The errors the listener answers outside the app (a header too large or too late, a request aiohttp
+# cannot parse) are metav1 Status too: every error a client of the aggregation layer sees is one.
+STATUS_ERRORS = ErrorFormat("application/json", _status_body)
 
 
 def json_response(body: wire.Json, status: int = 200) -> web.Response:

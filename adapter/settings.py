@@ -49,7 +49,8 @@ class AdapterSettings:
         5.0, "Seconds before a Kubernetes API call (SubjectAccessReview, the front-proxy ConfigMap) counts as "
              "failed; a review that overruns is a 500, never an allow.", metavar="SECONDS")
     max_connections: int = setting(
-        2048, "Connections held at once, counted from the TCP accept; one more is closed at once.",
+        2048, "Connections held at once, counted from the TCP accept; one more displaces the connection idle "
+              "longest, or is closed at once when every connection is busy.",
         metavar="COUNT")
     request_header_timeout: float = setting(
         10.0, "Seconds from the accept to the end of the first request's header, TLS handshake included "

@@ -19,8 +19,10 @@ from aiohttp import web
 
 from exporter import __version__
 from exporter.collector import Collector, CollectorRun, CycleContext, Series, health_series, run_collector
+from exporter.contract.connection import PLAIN_TEXT, ConnectionLimits
+from exporter.contract.errorlog import QuietExceptionHandler
+from exporter.contract.listener import Listener
 from exporter.render import CONTENT_TYPE, SnapshotCollector, new_registry, render
-from exporter.serving import QuietExceptionHandler, guarded_runner, start_site
 from exporter.settings import Settings
 from exporter.vllm.collector import VllmCollector
 from exporter.vllm.limits import TargetLimits
@@ -28,6 +30,10 @@ from exporter.vllm.series import VllmPolicy
 from exporter.vllm.targets import StaticTargets, TargetError, TargetSource, parse_static, unique
 
 log = logging.getLogger(__name__)
+
+# What one scraper's request may make the exporter buffer (Prometheus sends well under 1 kB of headers).
+HTTP_MAX_LINE_BYTES, HTTP_MAX_FIELD_BYTES, HTTP_MAX_HEADERS = 4096, 4096, 32
+HTTP_MAX_HEADER_BYTES = 32 * 1024
 
 
 class SetupError(Exception):
@@ -192,12 +198,17 @@ async def serve(settings: Settings, *, started: asyncio.Event | None = None) -> 
                              scrape_timeout=settings.scrape_timeout, max_body_bytes=settings.max_body_bytes)
         exporter = Exporter(settings=settings, vllm=vllm, others=others, ready_check=lambda: vllm.ready, cpu=cpu)
         app = exporter.app()
-        runner, guard = guarded_runner(app, max_connections=settings.http_max_connections,
-                                       idle_timeout=settings.http_idle_timeout)
+        runner = web.AppRunner(app, access_log=None)
         await runner.setup()
+        # One setting bounds the header read and the keep-alive: a connection without a complete request.
+        http = ConnectionLimits(max_connections=settings.http_max_connections,
+                                header_timeout=settings.http_idle_timeout, keepalive_timeout=settings.http_idle_timeout,
+                                max_header_bytes=HTTP_MAX_HEADER_BYTES, max_line_bytes=HTTP_MAX_LINE_BYTES,
+                                max_field_bytes=HTTP_MAX_FIELD_BYTES, max_headers=HTTP_MAX_HEADERS)
+        listener = Listener(runner, http, None, errors=PLAIN_TEXT)
         host, _, port = settings.listen.rpartition(":")
         try:
-            server = await start_site(runner, guard, host.strip("[]"), int(port))
+            await listener.start(host.strip("[]"), int(port))
         except OSError as exc:
             await runner.cleanup()
             for pool in (reader, cpu):
@@ -217,7 +228,7 @@ async def serve(settings: Settings, *, started: asyncio.Event | None = None) -> 
                     await collector.close()
                 except Exception:  # one failed release must not keep the others (or the port) held
                     log.exception("closing collector %s failed", collector.name)
-            server.close()
+            await listener.close()
             await runner.cleanup()
             for pool in (reader, cpu):
                 pool.shutdown(wait=False, cancel_futures=True)

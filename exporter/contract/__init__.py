@@ -7,7 +7,10 @@
 - ``exposition``: the Prometheus text-format reader;
 - ``docs``: ``docs/metrics.md``, generated from the catalog and the policy;
 - ``kube_events``: the Kubernetes list/watch wire format (pure);
-- ``kubewatch``: the one hardened list+watch the exporter and the adapter both run.
+- ``kubewatch``: the one hardened list+watch the exporter and the adapter both run;
+- ``listener``, ``connection``: the one bounded HTTP server (connection cap, first-header deadline,
+  keep-alive, header limits, errors in the server's own format), plain for the exporter, TLS for the adapter;
+- ``errorlog``: rate-limited problem logging and the event loop's exception handler.
 
 The import-layer check (``[tool.importlinter]`` in pyproject.toml) keeps the adapter,
 alerts, dashboards and simulator to this package, and this package to itself.

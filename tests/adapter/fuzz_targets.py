@@ -71,10 +71,11 @@ class RoutingTarget:
         from adapter.direct import DirectProvider, DirectSettings
         from adapter.endpoints import StaticEndpoints
         from adapter.inventory import load_pod_file
-        from adapter.listener import ConnectionLimits, Listener
         from adapter.selfmetrics import SelfMetrics
-        from adapter.server import Security, build_app
+        from adapter.server import STATUS_ERRORS, Security, build_app
         from adapter.service import MetricsService
+        from exporter.contract.connection import ConnectionLimits
+        from exporter.contract.listener import Listener
         from tests.adapter.helpers import PODS, FakeExporter
         from tests.conftest import free_port
 
@@ -90,7 +91,7 @@ class RoutingTarget:
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
         self.port = free_port()
-        listener = Listener(runner, ConnectionLimits(), None)
+        listener = Listener(runner, ConnectionLimits(), None, errors=STATUS_ERRORS)
         await listener.start("127.0.0.1", self.port)
         self._closers = [exporter, session, runner, listener]
 

@@ -6,19 +6,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import logging
 import ssl
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from aiohttp import web
 
-from adapter.errorlog import RateLimitedLog
-from adapter.listener import ConnectionLimits, Listener, status_bytes
+from adapter.server import STATUS_ERRORS
 from tests.adapter.helpers import AdapterProcess, adapter_process
 from tests.adapter.load import MiB, rss, settled_rss
-from tests.conftest import free_port
+
+status_bytes = STATUS_ERRORS.response  # the adapter's answers outside the app: metav1 Status
 
 
 @pytest.fixture
@@ -181,60 +179,9 @@ async def test_tls12_offers_aead_suites_only(adapter: AdapterProcess, ciphers: s
     writer.close()
 
 
-def test_rate_limited_log_counts_what_it_drops(caplog: pytest.LogCaptureFixture) -> None:
-    now = [0.0]
-    limited = RateLimitedLog(logging.getLogger("test.ratelimit"), burst=3, interval=10.0, monotonic=lambda: now[0])
-    with caplog.at_level(logging.WARNING, "test.ratelimit"):
-        for i in range(10):
-            limited.warning("bad %d", i)
-        assert [r.getMessage() for r in caplog.records] == ["bad 0", "bad 1", "bad 2"]
-        assert limited.suppressed == 7
-        now[0] = 10.0
-        limited.warning("bad %d", 10)
-    assert [r.getMessage() for r in caplog.records][3:] == ["7 similar messages suppressed in the last 10 s",
-                                                             "bad 10"]
-
-
 def test_status_bytes_is_a_complete_response() -> None:
     head, _, body = status_bytes(431, "BadRequest", "too big").partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 431 Request Header Fields Too Large")
     assert f"Content-Length: {len(body)}".encode() in head
     assert json.loads(body) == {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
                                 "message": "too big", "reason": "BadRequest", "code": 431}
-
-
-async def test_at_the_cap_with_every_connection_busy_the_newcomer_is_closed() -> None:
-    release = asyncio.Event()
-
-    async def slow(request: web.Request) -> web.Response:
-        await release.wait()
-        return web.Response(text="done")
-
-    app = web.Application()
-    app.router.add_get("/slow", slow)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    listener = Listener(runner, ConnectionLimits(max_connections=2), None)
-    port = free_port()
-    await listener.start("127.0.0.1", port)
-    try:
-        busy = []
-        for _ in range(2):
-            reader, writer = await asyncio.open_connection("127.0.0.1", port)
-            writer.write(b"GET /slow HTTP/1.1\r\nHost: x\r\n\r\n")
-            busy.append((reader, writer))
-        while listener.open < 2:
-            await asyncio.sleep(0.01)
-        await asyncio.sleep(0.2)  # both requests in their handlers
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        with contextlib.suppress(ConnectionError):
-            assert await asyncio.wait_for(reader.read(), 30) == b""
-        writer.close()
-        assert (listener.refused, listener.evicted) == (1, 0)
-        release.set()
-        for reader, writer in busy:
-            assert b"done" in await asyncio.wait_for(reader.readuntil(b"done"), 30)
-            writer.close()
-    finally:
-        await listener.close()
-        await runner.cleanup()

@@ -4,19 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import errno
-import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import aiohttp
-import pytest
 
 from exporter.app import serve
-from exporter.serving import QuietExceptionHandler
+from exporter.contract.errorlog import QuietExceptionHandler
 from exporter.settings import build
 from tests.conftest import free_port
-from tests.exporter.helpers import ManualClock
 
 
 @asynccontextmanager
@@ -105,24 +101,3 @@ async def test_oversized_headers_are_refused_not_buffered() -> None:
 async def test_serve_installs_the_quiet_exception_handler() -> None:
     async with exporter():
         assert isinstance(asyncio.get_running_loop().get_exception_handler(), QuietExceptionHandler)
-
-
-def test_the_exception_handler_logs_one_traceback_per_kind_and_interval(caplog: pytest.LogCaptureFixture) -> None:
-    clock = ManualClock(0.0)
-    handler = QuietExceptionHandler(interval=10.0, clock=clock)
-    loop = asyncio.new_event_loop()
-    emfile = OSError(errno.EMFILE, "Too many open files")
-    try:
-        with caplog.at_level(logging.ERROR, logger="exporter.serving"):
-            for _ in range(1000):  # what accept() past the descriptor limit produces
-                handler(loop, {"message": "socket.accept() out of system resource", "exception": emfile})
-                clock.now += 0.001
-            handler(loop, {"message": "another error", "exception": ValueError("x")})
-            clock.now += 10
-            handler(loop, {"message": "socket.accept() out of system resource", "exception": emfile})
-    finally:
-        loop.close()
-    records = caplog.records
-    assert len(records) == 3
-    assert records[0].exc_info is not None and records[2].exc_info is None
-    assert "999 more like it" in records[2].getMessage()
