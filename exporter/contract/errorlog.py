@@ -23,6 +23,9 @@ from typing import Any
 
 log = logging.getLogger(__name__)
 
+PROBLEM_LINES = 10  # lines a problem log writes per interval; the rest are counted in one line
+PROBLEM_INTERVAL = 60.0  # seconds
+LOOP_ERROR_INTERVAL = 10.0  # seconds between two lines of one kind of event-loop error
 # Kinds of loop error remembered at once: a message naming an object is a new kind each time, and the
 # table must not grow with them; past this, the expired kinds are forgotten, then the rest share one.
 MAX_KINDS = 64
@@ -31,7 +34,7 @@ MAX_KINDS = 64
 class RateLimitedLog:
     """At most ``burst`` lines per ``interval`` seconds; the rest are counted and reported as one line."""
 
-    def __init__(self, logger: logging.Logger, *, burst: int = 10, interval: float = 60.0,
+    def __init__(self, logger: logging.Logger, *, burst: int = PROBLEM_LINES, interval: float = PROBLEM_INTERVAL,
                  monotonic: Callable[[], float] = time.monotonic) -> None:
         self._logger = logger
         self._burst = burst
@@ -62,7 +65,7 @@ class QuietExceptionHandler:
     are counted and summarised in one line when the next one is logged.
     """
 
-    def __init__(self, interval: float = 10.0, clock: Callable[[], float] = time.monotonic,
+    def __init__(self, interval: float = LOOP_ERROR_INTERVAL, clock: Callable[[], float] = time.monotonic,
                  logger: logging.Logger = log) -> None:
         self.interval = interval
         self._clock = clock
