@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -10,7 +12,7 @@ from pathlib import Path
 import aiohttp
 from aiohttp import web
 
-from exporter.app import Exporter
+from exporter.app import Exporter, serve
 from exporter.collector import Series
 from exporter.settings import build
 from exporter.vllm.collector import VllmCollector
@@ -105,3 +107,25 @@ async def exporter_over(bodies: dict[str, Body], clock: ManualClock, *, cpu: Thr
                              policy=policy, scrape_timeout=s.scrape_timeout, max_body_bytes=s.max_body_bytes,
                              cpu=cpu, **extra)  # type: ignore[arg-type]
         yield Exporter(settings=s, vllm=vllm, clock=clock, cpu=cpu)
+
+
+@asynccontextmanager
+async def running_exporter(values: dict[str, object], *, until: str = "/healthz") -> AsyncIterator[str]:
+    """``serve`` with these settings on a free port, once ``until`` answers 200; yields HOST:PORT."""
+    listen = f"127.0.0.1:{free_port()}"
+    settings = build([("test", {"listen": listen, "nvml": "off", "kubernetes": "off", **values})])
+    started = asyncio.Event()
+    task = asyncio.create_task(serve(settings, started=started))
+    try:
+        await asyncio.wait_for(started.wait(), 10)
+        async with aiohttp.ClientSession() as session:
+            for _ in range(100):
+                async with session.get(f"http://{listen}{until}") as resp:
+                    if resp.status == 200:
+                        break
+                await asyncio.sleep(0.05)
+        yield listen
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task

@@ -2,48 +2,29 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-
 import aiohttp
 from aiohttp.test_utils import TestClient, TestServer
 
-from exporter.app import Exporter, serve
+from exporter.app import Exporter
 from exporter.settings import build
 from exporter.vllm.collector import VllmCollector
 from exporter.vllm.series import VllmPolicy
 from exporter.vllm.targets import StaticTargets
-from tests.conftest import free_port
-from tests.exporter.helpers import SINGLE, vllm_target
+from tests.exporter.helpers import SINGLE, running_exporter, vllm_target
 
 
 async def test_serves_metrics_health_and_readiness_over_http() -> None:
-    async with vllm_target(SINGLE) as (url, _):
-        listen = f"127.0.0.1:{free_port()}"
-        settings = build([("test", {"listen": listen, "vllm_target": [f"ns/p={url}"], "interval": 0.5,
-                                    "window": 5, "scrape_timeout": 0.3, "nvml": "off"})])
-        started = asyncio.Event()
-        task = asyncio.create_task(serve(settings, started=started))
-        try:
-            await asyncio.wait_for(started.wait(), 10)
-            async with aiohttp.ClientSession() as session:
-                for _ in range(100):
-                    async with session.get(f"http://{listen}/readyz") as resp:
-                        if resp.status == 200:
-                            break
-                    await asyncio.sleep(0.1)
-                # Prometheus asks for OpenMetrics; the answer stays text 0.0.4 with colon-free names intact.
-                headers = {"Accept": "application/openmetrics-text;version=1.0.0,text/plain;q=0.5"}
-                async with session.get(f"http://{listen}/metrics", headers=headers) as resp:
-                    assert resp.status == 200
-                    assert resp.headers["Content-Type"] == "text/plain; version=0.0.4; charset=utf-8"
-                    body = await resp.text()
-                async with session.get(f"http://{listen}/healthz") as resp:
-                    assert resp.status == 200
-        finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+    async with vllm_target(SINGLE) as (url, _), running_exporter(
+            {"vllm_target": [f"ns/p={url}"], "interval": 0.5, "window": 5, "scrape_timeout": 0.3},
+            until="/readyz") as listen, aiohttp.ClientSession() as session:
+        # Prometheus asks for OpenMetrics; the answer stays text 0.0.4 with colon-free names intact.
+        headers = {"Accept": "application/openmetrics-text;version=1.0.0,text/plain;q=0.5"}
+        async with session.get(f"http://{listen}/metrics", headers=headers) as resp:
+            assert resp.status == 200
+            assert resp.headers["Content-Type"] == "text/plain; version=0.0.4; charset=utf-8"
+            body = await resp.text()
+        async with session.get(f"http://{listen}/healthz") as resp:
+            assert resp.status == 200
     assert 'kvscale_vllm_up{model_name="tiny-llama",namespace="ns",pod="p"} 1.0' in body
     assert 'kvscale_exporter_build_info{version="0.1.0"} 1.0' in body
     assert "# EOF" not in body

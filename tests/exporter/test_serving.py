@@ -4,38 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 
 import aiohttp
 
-from exporter.app import serve
 from exporter.contract.errorlog import QuietExceptionHandler
-from exporter.settings import build
-from tests.conftest import free_port
+from tests.exporter.helpers import running_exporter
 
 
-@asynccontextmanager
-async def exporter(**values: object) -> AsyncIterator[str]:
+def exporter(**values: object) -> contextlib.AbstractAsyncContextManager[str]:
     """A running exporter (no targets) after its first collection; yields HOST:PORT."""
-    listen = f"127.0.0.1:{free_port()}"
-    settings = build([("test", {"listen": listen, "nvml": "off", "kubernetes": "off", "interval": 0.2,
-                                "window": 2.0, "scrape_timeout": 0.1, **values})])
-    started = asyncio.Event()
-    task = asyncio.create_task(serve(settings, started=started))
-    try:
-        await asyncio.wait_for(started.wait(), 10)
-        async with aiohttp.ClientSession() as session:
-            for _ in range(100):
-                async with session.get(f"http://{listen}/healthz") as resp:
-                    if resp.status == 200:
-                        break
-                await asyncio.sleep(0.05)
-        yield listen
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+    return running_exporter({"interval": 0.2, "window": 2.0, "scrape_timeout": 0.1, **values})
 
 
 async def half_request(listen: str) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
