@@ -20,7 +20,7 @@ import re
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from exporter.contract.policy import Policy, PolicyError
+from exporter.contract.policy import Policy, PolicyError, placeholders
 
 # A generator: a policy to a JSON-like tree (dicts, lists, strings, numbers).
 Generator = Callable[[Policy], Any]
@@ -86,7 +86,8 @@ def optional_strings(generators: list[Generator]) -> frozenset[str]:
         if f.type not in ("str", str):
             continue
         try:
-            policy = Policy(**{**base, f.name: ""})
+            with placeholders():
+                policy = Policy(**{**base, f.name: ""})
             for generate in generators:
                 generate(policy)
         except (PolicyError, ValueError):
@@ -182,14 +183,16 @@ def _leaf_template(builder: _Builder, variants: dict[frozenset[str], str], field
 def template(generate: Generator, optional: frozenset[str], variant: int = 0) -> str:
     """The generator's JSON (indent 2) as a Go template over ``.Values.policy``."""
     sent = sentinels(variant)
-    base = generate(Policy(**sent.values))
+    with placeholders():
+        base = generate(Policy(**sent.values))
     dumped = json.dumps(base, ensure_ascii=False)
     used = sorted(name for name in optional if json.dumps(sent.values[name])[1:-1] in dumped)
     renders: dict[frozenset[str], Any] = {}
     for size in range(len(used) + 1):
         for combo in itertools.combinations(used, size):
             empty = frozenset(combo)
-            renders[empty] = generate(Policy(**sentinels(variant, empty).values))
+            with placeholders():
+                renders[empty] = generate(Policy(**sentinels(variant, empty).values))
             if _shape(renders[empty]) != _shape(base):
                 raise TemplatingError(f"emptying {sorted(empty)} changes the structure of the output; "
                                       "the chart can only template values inside it")

@@ -15,9 +15,12 @@ import dataclasses
 import difflib
 import math
 import os
+import re
 import sys
 import typing
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -236,6 +239,23 @@ _TYPES: dict[str, str] = {name: t.__name__ for name, t in typing.get_type_hints(
 _NAMES = tuple(f.name for f in dataclasses.fields(Policy))
 
 
+_PLACEHOLDERS: ContextVar[bool] = ContextVar("kvscale_policy_placeholders", default=False)
+
+
+@contextmanager
+def placeholders() -> Iterator[None]:
+    """Build sentinel policies whose strings stand for template expressions (the chart's generator).
+
+    Inside, a string is not held to its ``enum`` or ``pattern`` (a severity sentinel is no
+    severity); every other check stays. The chart's values schema checks the real values.
+    """
+    token = _PLACEHOLDERS.set(True)
+    try:
+        yield
+    finally:
+        _PLACEHOLDERS.reset(token)
+
+
 def _problem(kind: str, bounds: dict[str, Any], value: Any) -> str | None:
     """Why ``value`` is not a valid value of a field, or None."""
     if kind == "str":
@@ -243,7 +263,15 @@ def _problem(kind: str, bounds: dict[str, Any], value: Any) -> str | None:
             return f"expected a string, got {value!r}"
         if "\n" in value or "{" in value or "}" in value:
             return f"matchers go between {{}} in PromQL: no braces or newlines, got {value!r}"
-        return "must not be empty" if bounds.get("minLength") and not value else None
+        if bounds.get("minLength") and not value:
+            return "must not be empty"
+        if _PLACEHOLDERS.get():
+            return None
+        if "enum" in bounds and value not in bounds["enum"]:
+            return f"must be one of {', '.join(bounds['enum'])}, got {value!r}"
+        if "pattern" in bounds and not re.fullmatch(bounds["pattern"], value):
+            return f"must match {bounds['pattern']}, got {value!r}"
+        return None
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
         return f"expected a finite number, got {value!r}"
     if kind == "int" and value != int(value):

@@ -18,6 +18,7 @@ from exporter.contract.policy import (
     from_mapping,
     json_schema,
     load,
+    placeholders,
 )
 
 
@@ -45,6 +46,8 @@ def test_defaults_are_design_md_values() -> None:
     ({"exporter_selector": 3}, "exporter_selector: expected a string"),
     ({"exporter_selector": 'job="a"}'}, "no braces"),
     ({"runbook_url_base": ""}, "runbook_url_base: must not be empty"),
+    ({"latency_slo_severity": "pager"}, "latency_slo_severity: must be one of critical, warning, info, got 'pager'"),
+    ({"cluster_label": "k8s-cluster"}, "cluster_label: must match"),
     ({"kv_targt": 0.5}, "unknown key 'kv_targt' (did you mean 'kv_target'?)"),
     ({"zz": 1, "yy": 2}, "unknown keys 'yy', 'zz'"),
 ])
@@ -120,9 +123,21 @@ def test_schema_accepts_defaults_and_every_field_is_typed() -> None:
     {"kv_target": 1.5}, {"kv_target": 0}, {"queue_target": -1}, {"queue_target": "5"},
     {"ttft_alert_for_seconds": 1.5}, {"ttft_alert_for_seconds": 0}, {"adapter_default_quantile": 1},
     {"exporter_selector": 'job="x"}'}, {"runbook_url_base": ""}, {"no_such_key": 1},
+    {"latency_slo_severity": "pager"}, {"cluster_label": "k8s-cluster"},
 ])
 def test_schema_refuses_what_the_loader_refuses(bad: dict[str, Any]) -> None:
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate(bad, json_schema())
     with pytest.raises(PolicyError):
         from_mapping(bad)
+
+
+def test_placeholders_relax_only_enum_and_pattern() -> None:
+    with placeholders():
+        assert Policy(latency_slo_severity="kvs_sentinel").latency_slo_severity == "kvs_sentinel"
+        with pytest.raises(PolicyError, match="must not be empty"):
+            Policy(latency_slo_severity="")
+        with pytest.raises(PolicyError, match="must be <= 1"):
+            Policy(kv_target=2.0)
+    with pytest.raises(PolicyError, match="must be one of"):
+        Policy(latency_slo_severity="kvs_sentinel")
