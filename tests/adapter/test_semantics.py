@@ -62,16 +62,22 @@ def _window(item: dict[str, Any], version: str) -> Any:
     return item.get("windowSeconds" if version == "v1beta2" else "window")
 
 
+async def items(path: str) -> list[dict[str, Any]]:
+    """The items the adapter answers at ``path`` while its exporter serves :func:`exposition`."""
+    async with direct_adapter() as h:
+        h.exporter.body = exposition()
+        await h.provider.refresh_once()
+        resp = await h.client.get(CUSTOM + path)
+        assert resp.status == 200, await resp.text()
+        found: list[dict[str, Any]] = (await resp.json())["items"]
+        return found
+
+
 @pytest.mark.parametrize("version", ["v1beta1", "v1beta2"])
 @pytest.mark.parametrize("metric", sorted(EXPECTED))
 async def test_object_metric_aggregates_and_windows_as_declared(metric: str, version: str) -> None:
     value, windowed = EXPECTED[metric]
-    async with direct_adapter() as h:
-        h.exporter.body = exposition()
-        await h.provider.refresh_once()
-        resp = await h.client.get(f"{CUSTOM}/{version}/namespaces/llm/deployments.apps/vllm/{metric}")
-        assert resp.status == 200, await resp.text()
-        (item,) = (await resp.json())["items"]
+    (item,) = await items(f"/{version}/namespaces/llm/deployments.apps/vllm/{metric}")
     assert item["value"] == value
     assert _window(item, version) == (WINDOW if windowed else None)
 
@@ -80,11 +86,6 @@ async def test_object_metric_aggregates_and_windows_as_declared(metric: str, ver
 @pytest.mark.parametrize("metric", sorted(EXPECTED))
 async def test_pods_metric_serves_each_pod_with_the_declared_window(metric: str, version: str) -> None:
     _, windowed = EXPECTED[metric]
-    async with direct_adapter() as h:
-        h.exporter.body = exposition()
-        await h.provider.refresh_once()
-        resp = await h.client.get(f"{CUSTOM}/{version}/namespaces/llm/pods/*/{metric}?labelSelector=app%3Dvllm")
-        assert resp.status == 200, await resp.text()
-        items = (await resp.json())["items"]
-    assert {i["describedObject"]["name"]: i["value"] for i in items} == {p: f"{v:g}" for p, v in PODS.items()}
-    assert {_window(i, version) for i in items} == {WINDOW if windowed else None}
+    pods = await items(f"/{version}/namespaces/llm/pods/*/{metric}?labelSelector=app%3Dvllm")
+    assert {i["describedObject"]["name"]: i["value"] for i in pods} == {p: f"{v:g}" for p, v in PODS.items()}
+    assert {_window(i, version) for i in pods} == {WINDOW if windowed else None}
