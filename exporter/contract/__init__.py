@@ -12,6 +12,7 @@
   keep-alive, header limits, errors in the server's own format), plain for the exporter, TLS for the adapter;
 - ``errorlog``: rate-limited problem logging and the event loop's exception handler.
 
-The import-layer check (``[tool.importlinter]`` in pyproject.toml) keeps the adapter,
-alerts, dashboards and simulator to this package, and this package to itself.
+The import-layer check (``[tool.importlinter]`` in pyproject.toml) keeps the adapter, alerts
+and dashboards to this package, and this package to itself; the simulator and the generators
+sit on top and may run the real parts.
 """

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -110,7 +110,3 @@ def azure_conversation() -> Workload:
 def lengths(workload: Workload) -> list[tuple[int, int]]:
     """(prompt, output) pairs: the empirical length distribution scenarios sample from."""
     return [(a.prompt_tokens, a.output_tokens) for a in workload.arrivals]
-
-
-def arrivals_from(times: Iterable[float], pairs: Sequence[tuple[int, int]], pick: Iterable[int]) -> list[Arrival]:
-    return [Arrival(t, *pairs[i]) for t, i in zip(times, pick, strict=False)]
